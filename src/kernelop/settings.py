@@ -1,0 +1,50 @@
+"""Environment-driven settings, read once into one frozen object."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ARCH = "sm_80"
+"""Compile target when no GPU is present and the spec names no ``arch_override``.
+
+``sm_80`` PTX runs (through the driver's JIT) on every GPU from Ampere on, so a kernel
+registered on a GPU-less build machine compiles for the oldest architecture likely to run it.
+"""
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"kernelop: environment variable {name} must be 0 or 1 (got {raw!r})")
+
+
+def _default_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("kernelop"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_enabled: bool
+    cache_dir: Path
+    sync_after_launch: bool
+
+    @staticmethod
+    def from_environment() -> "Settings":
+        cache_dir = os.environ.get("KERNELOP_CACHE_DIR")
+        return Settings(
+            cache_enabled=_flag("KERNELOP_CACHE", True),
+            cache_dir=Path(cache_dir) if cache_dir else _default_cache_dir(),
+            sync_after_launch=_flag("KERNELOP_SYNC", False),
+        )
+
+
+SETTINGS = Settings.from_environment()
