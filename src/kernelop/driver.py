@@ -1,0 +1,128 @@
+"""The CUDA driver: per-device module load, parameter layout, and the raw launch.
+
+Modules are loaded into each device's primary context (the one PyTorch uses), because a
+function handle is only valid in the context that loaded it.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from cuda.bindings import driver as cu
+
+
+class DriverError(RuntimeError):
+    """A CUDA driver call failed; ``code`` is the CUresult name."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Counter:
+    count: int = 0
+
+
+MODULE_LOAD_COUNTER = Counter()
+
+_SUCCESS = cu.CUresult.CUDA_SUCCESS
+_lock = threading.Lock()
+_contexts: dict[int, int] = {}
+
+
+def error_name(result: Any) -> str:
+    err, name = cu.cuGetErrorName(result)
+    return name.decode() if err == _SUCCESS and name else str(result)
+
+
+def check(out: Any, what: str) -> Any:
+    """Unwrap a cuda-bindings ``(CUresult, *values)`` tuple, raising ``DriverError`` on failure."""
+    result, *values = out if isinstance(out, tuple) else (out,)
+    if result != _SUCCESS:
+        name = error_name(result)
+        raise DriverError(f"{what} failed: {name}", name)
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def primary_context(device_index: int) -> int:
+    """The primary context of a device as an int handle (retained once, kept for the process)."""
+    ctx = _contexts.get(device_index)
+    if ctx is None:
+        with _lock:
+            ctx = _contexts.get(device_index)
+            if ctx is None:
+                check(cu.cuInit(0), "cuInit")
+                device = check(cu.cuDeviceGet(device_index), f"cuDeviceGet({device_index})")
+                ctx = int(check(cu.cuDevicePrimaryCtxRetain(device), f"cuDevicePrimaryCtxRetain({device_index})"))
+                _contexts[device_index] = ctx
+    return ctx
+
+
+class in_context:
+    """Make ``ctx`` current for a block if it is not already, restoring the caller's afterwards."""
+
+    __slots__ = ("ctx", "pushed")
+
+    def __init__(self, ctx: int):
+        self.ctx = ctx
+        self.pushed = False
+
+    def __enter__(self) -> None:
+        current = int(check(cu.cuCtxGetCurrent(), "cuCtxGetCurrent"))
+        if current != self.ctx:
+            check(cu.cuCtxPushCurrent(cu.CUcontext(self.ctx)), "cuCtxPushCurrent")
+            self.pushed = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.pushed:
+            check(cu.cuCtxPopCurrent(), "cuCtxPopCurrent")
+
+
+@dataclass(frozen=True)
+class LoadedFunction:
+    device_index: int
+    context: int
+    module: Any
+    function: Any
+    param_layout: tuple[tuple[int, int], ...] | None  # (offset, size) per kernel parameter
+
+
+def load_function(device_index: int, cubin: bytes, lowered_name: str) -> LoadedFunction:
+    ctx = primary_context(device_index)
+    with in_context(ctx):
+        module = check(cu.cuModuleLoadData(cubin), "cuModuleLoadData")
+        MODULE_LOAD_COUNTER.count += 1
+        function = check(cu.cuModuleGetFunction(module, lowered_name.encode()), f"cuModuleGetFunction({lowered_name})")
+        layout = param_layout(function)
+    return LoadedFunction(device_index, ctx, module, function, layout)
+
+
+def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
+    """Offsets and sizes of the kernel's parameters; None where the driver cannot tell (< 12.4)."""
+    layout: list[tuple[int, int]] = []
+    while True:
+        try:
+            result, offset, size = cu.cuFuncGetParamInfo(function, len(layout))
+        except RuntimeError:  # the installed driver lacks the entry point
+            return None
+        if result == cu.CUresult.CUDA_ERROR_INVALID_VALUE:
+            return tuple(layout)
+        if result != _SUCCESS:
+            return None
+        layout.append((int(offset), int(size)))
+
+
+def launch(fn: LoadedFunction, grid: tuple, block: tuple, shared_mem: int, stream: int, params_address: int) -> None:
+    with in_context(fn.context):
+        check(
+            cu.cuLaunchKernel(fn.function, *grid, *block, shared_mem, stream, params_address, 0),
+            "cuLaunchKernel",
+        )
+
+
+def synchronize(stream: int) -> None:
+    check(cu.cuStreamSynchronize(stream), "cuStreamSynchronize")

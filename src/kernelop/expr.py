@@ -1,0 +1,174 @@
+"""Dimension expressions and the algebras that interpret them.
+
+A launch plan stores every size as a small expression tree over tensor dimensions. Each consumer
+(eager launch, fake impl, TensorRT AOT, tests) interprets the same tree with its own algebra, so
+no size is ever derived twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar, Union
+
+V = TypeVar("V")
+
+INPUT = "in"
+OUTPUT = "out"
+
+
+@dataclass(frozen=True)
+class Const:
+    value: int
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class Dim:
+    """Axis ``axis`` (non-negative) of tensor ``index`` on side ``side`` (inputs or outputs)."""
+
+    side: str
+    index: int
+    axis: int
+
+    def __str__(self) -> str:
+        return f"{self.side}{self.index}.shape[{self.axis}]"
+
+
+@dataclass(frozen=True)
+class Add:
+    a: "Expr"
+    b: "Expr"
+
+    def __str__(self) -> str:
+        return f"({self.a} + {self.b})"
+
+
+@dataclass(frozen=True)
+class Mul:
+    a: "Expr"
+    b: "Expr"
+
+    def __str__(self) -> str:
+        return f"{self.a} * {self.b}"
+
+
+@dataclass(frozen=True)
+class CeilDiv:
+    a: "Expr"
+    b: "Expr"
+
+    def __str__(self) -> str:
+        return f"cdiv({self.a}, {self.b})"
+
+
+Expr = Union[Const, Dim, Add, Mul, CeilDiv]
+
+
+def product(factors: Sequence[Expr]) -> Expr:
+    """The product of ``factors`` (``Const(1)`` when empty), without multiplying by one."""
+    result: Expr | None = None
+    for factor in factors:
+        result = factor if result is None else Mul(result, factor)
+    return Const(1) if result is None else result
+
+
+class Algebra(Protocol[V]):
+    """What an interpretation of expressions must provide."""
+
+    def const(self, value: int) -> V: ...
+    def dim(self, side: str, index: int, axis: int) -> V: ...
+    def add(self, a: V, b: V) -> V: ...
+    def mul(self, a: V, b: V) -> V: ...
+    def cdiv(self, a: V, b: V) -> V: ...
+
+
+def evaluate(expr: Expr, algebra: Algebra[V]) -> V:
+    """Interpret ``expr`` with ``algebra``."""
+    if isinstance(expr, Const):
+        return algebra.const(expr.value)
+    if isinstance(expr, Dim):
+        return algebra.dim(expr.side, expr.index, expr.axis)
+    if isinstance(expr, Add):
+        return algebra.add(evaluate(expr.a, algebra), evaluate(expr.b, algebra))
+    if isinstance(expr, Mul):
+        return algebra.mul(evaluate(expr.a, algebra), evaluate(expr.b, algebra))
+    if isinstance(expr, CeilDiv):
+        return algebra.cdiv(evaluate(expr.a, algebra), evaluate(expr.b, algebra))
+    raise TypeError(f"kernelop: not a dimension expression (got {type(expr).__name__})")
+
+
+class ShapeAlgebra(Generic[V]):
+    """Reads leaves from concrete or symbolic shapes; ``int`` and torch ``SymInt`` share it.
+
+    Arithmetic uses only ``+``, ``*`` and floor division, which ``SymInt`` keeps symbolic.
+    """
+
+    def __init__(self, inputs: Sequence[Sequence[Any]], outputs: Sequence[Sequence[Any]] = ()):
+        self.shapes = {INPUT: inputs, OUTPUT: outputs}
+
+    def const(self, value: int) -> Any:
+        return value
+
+    def dim(self, side: str, index: int, axis: int) -> Any:
+        return self.shapes[side][index][axis]
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a * b
+
+    def cdiv(self, a: Any, b: Any) -> Any:
+        return (a + b - 1) // b
+
+
+class SympyAlgebra:
+    """Symbols ``in0_1`` (axis 1 of input 0) etc.; used by tests to compare interpretations."""
+
+    def __init__(self) -> None:
+        import sympy
+
+        self.sympy = sympy
+
+    def symbol(self, side: str, index: int, axis: int) -> Any:
+        return self.sympy.Symbol(f"{side}{index}_{axis}", integer=True, positive=True)
+
+    def const(self, value: int) -> Any:
+        return self.sympy.Integer(value)
+
+    def dim(self, side: str, index: int, axis: int) -> Any:
+        return self.symbol(side, index, axis)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a * b
+
+    def cdiv(self, a: Any, b: Any) -> Any:
+        return self.sympy.ceiling(a / b)
+
+
+def compile_int(exprs: Sequence[Expr]) -> Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], tuple]:
+    """Evaluate ``exprs`` with concrete shapes through one closure (the eager hot path).
+
+    Equivalent to ``evaluate`` with a ``ShapeAlgebra`` over ints; tests check that they agree.
+    """
+    code = ", ".join(_python_source(e) for e in exprs)
+    source = f"lambda ins, outs: ({code},)" if exprs else "lambda ins, outs: ()"
+    return eval(source, {"__builtins__": {}})  # noqa: S307 - source built from our own tree only
+
+
+def _python_source(expr: Expr) -> str:
+    if isinstance(expr, Const):
+        return str(int(expr.value))
+    if isinstance(expr, Dim):
+        return f"{'ins' if expr.side == INPUT else 'outs'}[{int(expr.index)}][{int(expr.axis)}]"
+    if isinstance(expr, Add):
+        return f"({_python_source(expr.a)} + {_python_source(expr.b)})"
+    if isinstance(expr, Mul):
+        return f"({_python_source(expr.a)} * {_python_source(expr.b)})"
+    if isinstance(expr, CeilDiv):
+        return f"(-(-{_python_source(expr.a)} // {_python_source(expr.b)}))"
+    raise TypeError(f"kernelop: not a dimension expression (got {type(expr).__name__})")

@@ -1,0 +1,271 @@
+"""KernelSpec -> LaunchPlan: the single derivation of arguments, shapes, dtypes and geometry.
+
+Everything rank-dependent (which axes a reduction drops, which axes an nd block tiles) is
+resolved per tuple of ranks into plain dimension expressions and memoised, so the eager launch,
+the fake impl and the TensorRT lowering all read the same expressions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .expr import INPUT, OUTPUT, CeilDiv, Const, Dim, Expr, product
+from .spec import Custom, DimSize, Elementwise, InputDecl, KernelSpec, ReduceDims, Reduction, ScalarInput
+from .validate import Where, resolve_tensor
+
+SCALAR_CTYPES = {float: "float", int: "int", bool: "bool"}
+SCHEMA_TYPES = {float: "float", int: "int", bool: "bool"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One argument of the op, in declaration order."""
+
+    name: str
+    position: int
+    tensor_index: Optional[int]  # position among tensor inputs; None for scalars
+    dtype: Optional[torch.dtype] = None
+    py_type: Optional[type] = None
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.tensor_index is not None
+
+    @property
+    def schema_type(self) -> str:
+        return "Tensor" if self.is_tensor else SCHEMA_TYPES[self.py_type]  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    name: str
+    source: int  # tensor input whose shape it derives from
+    reduce_dims: Optional[tuple[int, ...]]  # None: same shape
+    keepdim: bool
+    dtype_source: int  # tensor input whose dtype it takes
+
+
+@dataclass(frozen=True)
+class ExtraRule:
+    source: int  # tensor input
+    dim: Optional[int]  # None: numel
+
+    def describe(self, params: Sequence[Param]) -> str:
+        name = next(p.name for p in params if p.tensor_index == self.source)
+        return f"numel({name})" if self.dim is None else f"{name}.shape[{self.dim}]"
+
+
+@dataclass(frozen=True)
+class ArgSlot:
+    """One kernel parameter: ``kind`` is tensor, scalar, extra or output; ``ctype`` its C type."""
+
+    kind: str
+    index: int
+    ctype: str
+
+
+@dataclass(frozen=True)
+class LaunchDims:
+    """Grid, block, dynamic shared memory and extras of one launch, for fixed ranks."""
+
+    grid: tuple[Expr, Expr, Expr]
+    block: tuple[Expr, Expr, Expr]
+    shared_mem: Expr
+    extras: tuple[Expr, ...]
+
+    def all_exprs(self) -> tuple[Expr, ...]:
+        return (*self.grid, *self.block, self.shared_mem, *self.extras)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    op_name: str
+    params: tuple[Param, ...]
+    outputs: Optional[tuple[OutputRule, ...]]  # None: shapes come from meta_fn
+    num_outputs: int
+    extras: tuple[ExtraRule, ...]
+    geometry: Any  # Elementwise | Reduction | Custom | None
+    arg_layout: tuple[ArgSlot, ...]
+    _memo: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    @property
+    def tensor_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.is_tensor)
+
+    def output_shapes(self, in_ranks: tuple[int, ...]) -> tuple[tuple[Expr, ...], ...]:
+        """Each declared output's shape as expressions over input dimensions."""
+        key = ("shapes", in_ranks)
+        if key not in self._memo:
+            assert self.outputs is not None, "output shapes come from meta_fn"
+            self._memo[key] = tuple(self._output_shape(rule, in_ranks) for rule in self.outputs)
+        return self._memo[key]
+
+    def launch_dims(self, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...]) -> LaunchDims:
+        """Launch geometry and extras; grid dims may reference output dimensions."""
+        key = ("launch", in_ranks, out_ranks)
+        if key not in self._memo:
+            self._memo[key] = self._launch_dims(in_ranks, out_ranks)
+        return self._memo[key]
+
+    # -- derivations -------------------------------------------------------------------------
+
+    def _where(self) -> Where:
+        return Where("call", self.op_name)
+
+    def _tensor_name(self, index: int) -> str:
+        return self.tensor_params[index].name
+
+    def _normalize(self, axis: int, rank: int, what: str) -> int:
+        if not -max(rank, 1) <= axis < max(rank, 1):
+            self._where().fail(f"{what} axis {axis} is out of range for a tensor of rank {rank}")
+        return axis % max(rank, 1)
+
+    def _output_shape(self, rule: OutputRule, in_ranks: tuple[int, ...]) -> tuple[Expr, ...]:
+        rank = in_ranks[rule.source]
+        dims = [Dim(INPUT, rule.source, a) for a in range(rank)]
+        if rule.reduce_dims is None:
+            return tuple(dims)
+        what = f"output {rule.name!r} ReduceDims of input {self._tensor_name(rule.source)!r}:"
+        reduced = {self._normalize(d, rank, what) for d in rule.reduce_dims}
+        if len(reduced) != len(rule.reduce_dims):
+            self._where().fail(f"{what} dims {rule.reduce_dims} name the same axis twice at rank {rank}")
+        if rule.keepdim:
+            return tuple(Const(1) if a in reduced else d for a, d in enumerate(dims))
+        return tuple(d for a, d in enumerate(dims) if a not in reduced)
+
+    def _extra(self, rule: ExtraRule, in_ranks: tuple[int, ...]) -> Expr:
+        rank = in_ranks[rule.source]
+        if rule.dim is None:
+            return product([Dim(INPUT, rule.source, a) for a in range(rank)])
+        what = f"extra DimSize({self._tensor_name(rule.source)!r}, {rule.dim}):"
+        return Dim(INPUT, rule.source, self._normalize(rule.dim, rank, what))
+
+    def _launch_dims(self, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...]) -> LaunchDims:
+        extras = tuple(self._extra(rule, in_ranks) for rule in self.extras)
+        geometry = self.geometry
+        if isinstance(geometry, Elementwise):
+            grid, block = self._elementwise(geometry, out_ranks)
+        elif isinstance(geometry, Reduction):
+            grid, block = self._reduction(geometry, in_ranks)
+        elif isinstance(geometry, Custom):
+            self._where().fail(
+                "geometry is Custom, which only describes the TensorRT launch; "
+                "pass eager_fn= to run this op in PyTorch eager",
+                NotImplementedError,
+            )
+        else:
+            self._where().fail("has no geometry; its eager path is the eager_fn override", NotImplementedError)
+        return LaunchDims(grid, block, Const(geometry.shared_mem_bytes), extras)
+
+    def _elementwise(self, geometry: Elementwise, out_ranks: tuple[int, ...]):
+        block = tuple(Const(b) for b in geometry.block) + (Const(1),) * (3 - len(geometry.block))
+        rank = out_ranks[0]
+        dims = [Dim(OUTPUT, 0, a) for a in range(rank)]
+        if geometry.layout == "flat":
+            return (CeilDiv(product(dims), block[0]), Const(1), Const(1)), block
+        tiled = len(geometry.block)
+        if rank < tiled:
+            self._where().fail(
+                f"geometry Elementwise(layout='nd', block={geometry.block}) tiles the last {tiled} axes "
+                f"of the output, but output 0 has rank {rank}. Use layout='flat' or a block of <= {rank} dims."
+            )
+        tiles = [CeilDiv(dims[rank - 1 - i], block[i]) for i in range(tiled)]
+        leading = product(dims[: rank - tiled])
+        grid_x = tiles[0]
+        grid_y = tiles[1] if tiled >= 2 else Const(1)
+        grid_z = product([tiles[2], leading]) if tiled == 3 else leading
+        return (grid_x, grid_y, grid_z), block
+
+    def _reduction(self, geometry: Reduction, in_ranks: tuple[int, ...]):
+        source = self._reduced_input(geometry)
+        rank = in_ranks[source]
+        what = f"geometry Reduction over input {self._tensor_name(source)!r}:"
+        reduced = {self._normalize(d, rank, what) for d in geometry.reduce_dims}
+        if len(reduced) != len(geometry.reduce_dims):
+            self._where().fail(f"{what} reduce_dims {geometry.reduce_dims} name the same axis twice at rank {rank}")
+        kept = product([Dim(INPUT, source, a) for a in range(rank) if a not in reduced])
+        return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
+
+    def _reduced_input(self, geometry: Reduction) -> int:
+        ref = geometry.input_idx
+        if isinstance(ref, str):
+            return next(p.tensor_index for p in self.tensor_params if p.name == ref)  # type: ignore[return-value]
+        return ref
+
+
+def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
+    """Derive the plan from an already validated spec."""
+    where = Where("cuda_kernel_op", op_name)
+    params = _params(spec)
+    outputs = None
+    if spec.outputs is not None:
+        outputs = tuple(_output_rule(where, spec, i, out) for i, out in enumerate(spec.outputs))
+        num_outputs = len(outputs)
+    extras = tuple(
+        ExtraRule(
+            source=resolve_tensor(where, spec, f"extras[{i}]", e.input_name),
+            dim=e.dim if isinstance(e, DimSize) else None,
+        )
+        for i, e in enumerate(spec.extras)
+    )
+    layout = (
+        tuple(
+            ArgSlot("tensor", p.tensor_index, "ptr") if p.is_tensor else ArgSlot("scalar", p.position, SCALAR_CTYPES[p.py_type])  # type: ignore[arg-type, index]
+            for p in params
+        )
+        + tuple(ArgSlot("extra", i, "int") for i in range(len(extras)))
+        + tuple(ArgSlot("output", i, "ptr") for i in range(num_outputs))
+    )
+    return LaunchPlan(op_name, params, outputs, num_outputs, extras, spec.geometry, layout)
+
+
+def _params(spec: KernelSpec) -> tuple[Param, ...]:
+    params = []
+    tensor_index = 0
+    for position, decl in enumerate(spec.inputs or ()):
+        if isinstance(decl, InputDecl):
+            params.append(Param(decl.name, position, tensor_index, dtype=decl.dtype))
+            tensor_index += 1
+        else:
+            assert isinstance(decl, ScalarInput)
+            params.append(Param(decl.name, position, None, py_type=decl.py_type))
+    return tuple(params)
+
+
+def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any) -> OutputRule:
+    source = resolve_tensor(where, spec, f"outputs[{i}].shape.input_idx", out.shape.input_idx)
+    dtype_source = 0 if out.dtype_from is None else resolve_tensor(where, spec, f"outputs[{i}].dtype_from", out.dtype_from)
+    if isinstance(out.shape, ReduceDims):
+        return OutputRule(out.name, source, tuple(out.shape.dims), out.shape.keepdim, dtype_source)
+    return OutputRule(out.name, source, None, False, dtype_source)
+
+
+def describe(plan: LaunchPlan, in_ranks: tuple[int, ...]) -> str:
+    """A human-readable launch plan for one tuple of input ranks (the CLI and demo print it)."""
+    lines = [f"op {plan.op_name}"]
+    names = [p.name for p in plan.tensor_params]
+    lines.append("  kernel args: " + ", ".join(f"{s.kind}[{s.index}]:{s.ctype}" for s in plan.arg_layout))
+    out_ranks: tuple[int, ...] = ()
+    if plan.outputs is not None:
+        shapes = plan.output_shapes(in_ranks)
+        out_ranks = tuple(len(s) for s in shapes)
+        for rule, shape in zip(plan.outputs, shapes):
+            dims = ", ".join(_readable(e, names) for e in shape)
+            lines.append(f"  output {rule.name}: shape ({dims}) dtype of {names[rule.dtype_source]}")
+    if plan.geometry is not None and not isinstance(plan.geometry, Custom) and (plan.outputs is not None or isinstance(plan.geometry, Reduction)):
+        dims = plan.launch_dims(in_ranks, out_ranks)
+        lines.append("  grid:  (" + ", ".join(_readable(e, names) for e in dims.grid) + ")")
+        lines.append("  block: (" + ", ".join(_readable(e, names) for e in dims.block) + ")")
+        lines.append(f"  shared memory: {_readable(dims.shared_mem, names)} bytes")
+        for rule, e in zip(plan.extras, dims.extras):
+            lines.append(f"  extra {rule.describe(plan.params)} = {_readable(e, names)}")
+    return "\n".join(lines)
+
+
+def _readable(e: Expr, names: list[str]) -> str:
+    text = str(e)
+    for i, name in enumerate(names):
+        text = text.replace(f"{INPUT}{i}.", f"{name}.")
+    return text.replace(f"{OUTPUT}0.", "out0.")

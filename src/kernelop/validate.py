@@ -1,0 +1,308 @@
+"""Registration-time checks: every authoring mistake becomes an error naming the field."""
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, NoReturn, Optional, Sequence, Union
+
+import torch
+
+from .spec import (
+    ConverterPriority,
+    Custom,
+    DimSize,
+    Elementwise,
+    InputDecl,
+    KernelSpec,
+    Numel,
+    OutputDecl,
+    ReduceDims,
+    Reduction,
+    SameAs,
+    ScalarInput,
+)
+
+MAX_THREADS_PER_BLOCK = 1024
+SCALAR_TYPES = (float, int, bool)
+RESERVED_NAMESPACES = frozenset({"aten", "prim", "prims", "trt", "tensorrt", "std"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ARCH = re.compile(r"sm_\d{2,3}[af]?\Z")
+
+
+@dataclass(frozen=True)
+class Where:
+    """The API and op an error belongs to, so every message starts the same way."""
+
+    api: str
+    op: str
+
+    def fail(self, message: str, exc: type[Exception] = ValueError) -> NoReturn:
+        raise exc(f"kernelop.{self.api}({self.op}): {message}")
+
+
+def is_identifier(name: object) -> bool:
+    return isinstance(name, str) and bool(_IDENTIFIER.match(name)) and not keyword.iskeyword(name)
+
+
+def check_op_name(where: Where, op_name: object) -> tuple[str, str]:
+    """``namespace::name`` with identifier parts; returns ``(namespace, name)``."""
+    if not isinstance(op_name, str):
+        where.fail(f"op_name must be a str like 'myns::relu' (got {type(op_name).__name__})", TypeError)
+    parts = op_name.split("::")
+    if len(parts) != 2 or not all(is_identifier(p) for p in parts):
+        where.fail(
+            f"op_name must be 'namespace::name' with identifier parts (got {op_name!r}). "
+            "Example: 'myns::relu'."
+        )
+    if parts[0] in RESERVED_NAMESPACES:
+        where.fail(
+            f"op_name namespace {parts[0]!r} is reserved by PyTorch or TensorRT (got {op_name!r}). "
+            "Choose your own namespace."
+        )
+    return parts[0], parts[1]
+
+
+def check_arch(where: Where, field_name: str, arch: object) -> None:
+    if arch is not None and not (isinstance(arch, str) and _ARCH.match(arch)):
+        where.fail(f"{field_name} must look like 'sm_90' (got {arch!r})")
+
+
+def check_callable(where: Where, field_name: str, fn: object) -> None:
+    if fn is not None and not callable(fn):
+        where.fail(f"{field_name} must be callable (got {type(fn).__name__})", TypeError)
+
+
+def check_flag(where: Where, field_name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        where.fail(f"{field_name} must be a bool (got {value!r})", TypeError)
+
+
+def check_priority(where: Where, priority: object) -> None:
+    if not isinstance(priority, ConverterPriority):
+        where.fail(f"priority must be a ConverterPriority (got {priority!r})", TypeError)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_name(where: Where, field_name: str, name: object, seen: dict[str, str]) -> None:
+    if not isinstance(name, str):
+        where.fail(f"{field_name} must be a str (got {type(name).__name__})", TypeError)
+    if not name:
+        where.fail(f"{field_name} is empty. Give it a Python identifier such as 'x'.")
+    if not is_identifier(name):
+        where.fail(f"{field_name} must be a Python identifier and not a keyword (got {name!r})")
+    if name in seen:
+        where.fail(f"{field_name} {name!r} duplicates {seen[name]}. Names must be unique.")
+    seen[name] = field_name
+
+
+def tensor_names(spec: KernelSpec) -> list[str]:
+    return [d.name for d in spec.inputs or () if isinstance(d, InputDecl)]
+
+
+def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object) -> int:
+    """Index into the tensor-only input list for an int position or an input name."""
+    names = tensor_names(spec)
+    if _is_int(ref):
+        if not 0 <= ref < len(names):
+            where.fail(
+                f"{field_name} is out of range (got {ref}; tensor inputs are {names}, "
+                "scalar inputs are not counted). Prefer the input's name."
+            )
+        return ref
+    if isinstance(ref, str):
+        if ref in names:
+            return names.index(ref)
+        scalars = [d.name for d in spec.inputs or () if isinstance(d, ScalarInput)]
+        if ref in scalars:
+            where.fail(f"{field_name} names scalar input {ref!r}; it must name a tensor input {names}")
+        where.fail(f"{field_name} names unknown input {ref!r} (tensor inputs are {names})")
+    where.fail(f"{field_name} must be a tensor input's position or name (got {ref!r})", TypeError)
+
+
+def check_spec(
+    where: Where,
+    spec: object,
+    *,
+    has_meta_fn: bool,
+    has_eager_fn: bool,
+    has_aot_fn: bool,
+) -> KernelSpec:
+    """Every check that needs no compiler; the plan builder resolves references afterwards."""
+    if not isinstance(spec, KernelSpec):
+        where.fail(f"spec must be a KernelSpec (got {type(spec).__name__})", TypeError)
+    _check_source(where, spec)
+    seen: dict[str, str] = {}
+    _check_inputs(where, spec, seen, needs_inputs=not has_eager_fn)
+    _check_outputs(where, spec, seen, has_meta_fn)
+    _check_extras(where, spec)
+    _check_geometry(where, spec, has_eager_fn and has_aot_fn)
+    return spec
+
+
+def _check_source(where: Where, spec: KernelSpec) -> None:
+    if not isinstance(spec.kernel_source, str) or not spec.kernel_source.strip():
+        where.fail("kernel_source must be non-empty CUDA C++ source text", TypeError)
+    if not isinstance(spec.kernel_name, str) or not spec.kernel_name.strip():
+        where.fail(f"kernel_name must be a non-empty str (got {spec.kernel_name!r})", TypeError)
+    if spec.include_paths is not None and not (
+        isinstance(spec.include_paths, (list, tuple)) and all(isinstance(p, str) for p in spec.include_paths)
+    ):
+        where.fail(f"include_paths must be a list of str (got {spec.include_paths!r})", TypeError)
+    if not isinstance(spec.compile_std, str) or not re.match(r"c\+\+\d\d\Z", spec.compile_std):
+        where.fail(f"compile_std must look like 'c++17' (got {spec.compile_std!r})")
+    check_arch(where, "arch_override", spec.arch_override)
+
+
+def _check_inputs(where: Where, spec: KernelSpec, seen: dict[str, str], needs_inputs: bool) -> None:
+    if spec.inputs is None:
+        if needs_inputs:
+            where.fail("KernelSpec.inputs is missing; declare the inputs or pass eager_fn=")
+        return
+    if isinstance(spec.inputs, (str, bytes)) or not isinstance(spec.inputs, Sequence):
+        where.fail(f"inputs must be a list of InputDecl/ScalarInput (got {type(spec.inputs).__name__})", TypeError)
+    if not spec.inputs:
+        where.fail("inputs is empty; a kernel needs at least one tensor input")
+    for i, decl in enumerate(spec.inputs):
+        field_name = f"inputs[{i}]"
+        if not isinstance(decl, (InputDecl, ScalarInput)):
+            where.fail(f"{field_name} must be an InputDecl or ScalarInput (got {decl!r})", TypeError)
+        _check_name(where, f"{field_name}.name", decl.name, seen)
+        if isinstance(decl, InputDecl) and decl.dtype is not None and not isinstance(decl.dtype, torch.dtype):
+            where.fail(f"{field_name}.dtype must be a torch.dtype or None (got {decl.dtype!r})", TypeError)
+        if isinstance(decl, ScalarInput) and decl.py_type not in SCALAR_TYPES:
+            where.fail(f"{field_name}.py_type must be float, int or bool (got {decl.py_type!r})")
+    if not tensor_names(spec):
+        where.fail(
+            "inputs has no tensor input (InputDecl); shapes, devices and extras are derived from "
+            f"tensor inputs (got only scalars {[d.name for d in spec.inputs]})"
+        )
+
+
+def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_meta_fn: bool) -> None:
+    if spec.outputs is None:
+        if not has_meta_fn:
+            where.fail("KernelSpec.outputs is missing; declare the outputs or pass meta_fn=")
+        return
+    if isinstance(spec.outputs, (str, bytes)) or not isinstance(spec.outputs, Sequence):
+        where.fail(f"outputs must be a list of OutputDecl (got {type(spec.outputs).__name__})", TypeError)
+    if not spec.outputs:
+        where.fail("outputs is empty; a kernel needs at least one output")
+    if spec.inputs is None:
+        where.fail("outputs are declared but inputs are not; output shapes derive from tensor inputs")
+    names = tensor_names(spec)
+    for i, out in enumerate(spec.outputs):
+        field_name = f"outputs[{i}]"
+        if not isinstance(out, OutputDecl):
+            where.fail(f"{field_name} must be an OutputDecl (got {out!r})", TypeError)
+        _check_name(where, f"{field_name}.name", out.name, seen)
+        if not isinstance(out.shape, (SameAs, ReduceDims)):
+            where.fail(f"{field_name}.shape must be SameAs or ReduceDims (got {out.shape!r})", TypeError)
+        resolve_tensor(where, spec, f"{field_name}.shape.input_idx", out.shape.input_idx)
+        if isinstance(out.shape, ReduceDims):
+            check_dims(where, f"{field_name}.shape.dims", out.shape.dims)
+            check_flag(where, f"{field_name}.shape.keepdim", out.shape.keepdim)
+        if out.dtype_from is not None and out.dtype_from not in names:
+            where.fail(f"{field_name}.dtype_from names unknown tensor input {out.dtype_from!r} (tensor inputs are {names})")
+
+
+def check_dims(where: Where, field_name: str, dims: object) -> tuple[int, ...]:
+    if not isinstance(dims, (tuple, list)) or not all(_is_int(d) for d in dims):
+        where.fail(f"{field_name} must be a tuple of ints (got {dims!r})", TypeError)
+    if not dims:
+        where.fail(f"{field_name} is empty; name at least one axis to reduce")
+    if len(set(dims)) != len(dims):
+        where.fail(f"{field_name} repeats an axis (got {tuple(dims)})")
+    return tuple(dims)
+
+
+def _check_extras(where: Where, spec: KernelSpec) -> None:
+    if isinstance(spec.extras, (str, bytes)) or not isinstance(spec.extras, Sequence):
+        where.fail(f"extras must be a list of Numel/DimSize (got {type(spec.extras).__name__})", TypeError)
+    for i, extra in enumerate(spec.extras):
+        field_name = f"extras[{i}]"
+        if not isinstance(extra, (Numel, DimSize)):
+            where.fail(f"{field_name} must be Numel or DimSize (got {extra!r})", TypeError)
+        if not isinstance(extra.input_name, str):
+            where.fail(f"{field_name} must name a tensor input by str (got {extra.input_name!r})", TypeError)
+        if spec.inputs is None:
+            where.fail(f"{field_name} refers to input {extra.input_name!r} but KernelSpec.inputs is missing")
+        resolve_tensor(where, spec, f"{field_name}", extra.input_name)
+        if isinstance(extra, DimSize) and not _is_int(extra.dim):
+            where.fail(f"{field_name}.dim must be an int (got {extra.dim!r})", TypeError)
+
+
+def _check_geometry(where: Where, spec: KernelSpec, has_both_fns: bool) -> None:
+    geometry = spec.geometry
+    if geometry is None:
+        if not has_both_fns:
+            where.fail("KernelSpec.geometry is missing; declare it or pass both eager_fn= and aot_fn=")
+        return
+    if isinstance(geometry, Elementwise):
+        _check_elementwise(where, geometry)
+    elif isinstance(geometry, Reduction):
+        check_dims(where, "geometry.reduce_dims", geometry.reduce_dims)
+        _check_block_dim(where, "geometry.block_size", geometry.block_size)
+        _check_shared_mem(where, geometry.shared_mem_bytes)
+        if spec.inputs is not None:
+            resolve_tensor(where, spec, "geometry.input_idx", geometry.input_idx)
+    elif isinstance(geometry, Custom):
+        if not callable(geometry.fn):
+            where.fail(f"geometry.fn (Custom) must be callable (got {type(geometry.fn).__name__})")
+    else:
+        where.fail(f"geometry must be Elementwise, Reduction or Custom (got {geometry!r})", TypeError)
+
+
+def _check_block_dim(where: Where, field_name: str, size: object) -> None:
+    if not _is_int(size):
+        where.fail(f"{field_name} must be an int (got {size!r})", TypeError)
+    if not 0 < size <= MAX_THREADS_PER_BLOCK:
+        where.fail(f"{field_name} must be in 1..{MAX_THREADS_PER_BLOCK} (got {size})")
+
+
+def _check_shared_mem(where: Where, size: object) -> None:
+    if not _is_int(size) or size < 0:
+        where.fail(f"geometry.shared_mem_bytes must be an int >= 0 (got {size!r})")
+
+
+def _check_elementwise(where: Where, geometry: Elementwise) -> None:
+    block = geometry.block
+    if not isinstance(block, tuple) or not 1 <= len(block) <= 3:
+        where.fail(f"geometry.block must be a tuple of 1 to 3 ints (got {block!r})")
+    for i, size in enumerate(block):
+        _check_block_dim(where, f"geometry.block[{i}]", size)
+    threads = 1
+    for size in block:
+        threads *= size
+    if threads > MAX_THREADS_PER_BLOCK:
+        where.fail(f"geometry.block has {threads} threads; CUDA allows at most {MAX_THREADS_PER_BLOCK} (got {block})")
+    if geometry.layout not in ("flat", "nd"):
+        where.fail(f"geometry.layout must be 'flat' or 'nd' (got {geometry.layout!r})")
+    if geometry.layout == "flat" and len(block) != 1:
+        where.fail(
+            f"geometry.block must have one entry for layout='flat' (got {block}). "
+            "Use layout='nd' for a multi-dimensional block."
+        )
+    _check_shared_mem(where, geometry.shared_mem_bytes)
+
+
+def check_overrides(
+    where: Where,
+    meta_fn: Optional[Callable[..., Any]],
+    eager_fn: Optional[Callable[..., Any]],
+    aot_fn: Optional[Callable[..., Any]],
+    schema: Union[str, None],
+    capability_validator: Optional[Callable[..., Any]],
+) -> None:
+    for field_name, fn in (
+        ("meta_fn", meta_fn),
+        ("eager_fn", eager_fn),
+        ("aot_fn", aot_fn),
+        ("capability_validator", capability_validator),
+    ):
+        check_callable(where, field_name, fn)
+    if schema is not None and not isinstance(schema, str):
+        where.fail(f"schema must be a str like '(Tensor x) -> Tensor' (got {schema!r})", TypeError)
