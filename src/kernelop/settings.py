@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,12 @@ def _flag(name: str, default: bool) -> bool:
 
 
 def _default_cache_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("kernelop"))
+    """The platform's per-user cache folder (XDG on Linux), plus ``kernelop``."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "kernelop" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "kernelop"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kernelop"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,396 @@
+"""Eager launches on a real GPU, checked against PyTorch."""
+import itertools
+
+import pytest
+import torch
+
+import kernelop as ttk
+from kernelop import driver, nvrtc
+from kernelop.cache import KernelCache
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+_names = itertools.count()
+
+
+def op_name(stem: str) -> str:
+    return f"kgpu::{stem}_{next(_names)}"
+
+
+def ns_op(name: str):
+    ns, op = name.split("::")
+    return getattr(getattr(torch.ops, ns), op)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return KernelCache(tmp_path)
+
+
+RELU = r"""
+extern "C" __global__ void my_relu(const float* x, int n, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+"""
+
+ADD = r"""
+extern "C" __global__ void add2(const float* a, const float* b, int n, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = a[i] + 2.f * b[i];
+}
+"""
+
+
+def relu_op(cache, block=256):
+    name = op_name("relu")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=RELU,
+            kernel_name="my_relu",
+            inputs=[ttk.InputDecl("x", dtype=torch.float32)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(block,), layout="flat"),
+        ),
+        cache=cache,
+    )
+    return ns_op(name)
+
+
+@pytest.mark.parametrize("shape", [(1,), (1000,), (3, 257), (2, 3, 129), (2, 3, 4, 65)])
+def test_flat_relu_any_rank(cache, shape):
+    op = relu_op(cache)
+    x = torch.randn(shape, device="cuda")
+    torch.testing.assert_close(op(x), torch.relu(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(777,), (5, 300), (2, 2, 2, 333)])
+def test_flat_two_inputs(cache, shape):
+    name = op_name("add2")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=ADD,
+            kernel_name="add2",
+            inputs=[ttk.InputDecl("a"), ttk.InputDecl("b")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("a"))],
+            extras=[ttk.Numel("a")],
+            geometry=ttk.Elementwise(block=(128,)),
+        ),
+        cache=cache,
+    )
+    a, b = torch.randn(shape, device="cuda"), torch.randn(shape, device="cuda")
+    torch.testing.assert_close(ns_op(name)(a, b), a + 2 * b)
+
+
+SCALARS = r"""
+extern "C" __global__ void affine(const float* x, float alpha, int k, bool negate, int n, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) { float v = alpha * x[i] + (float)k; y[i] = negate ? -v : v; }
+}
+"""
+
+
+@pytest.mark.parametrize("alpha,k,negate", [(0.5, 3, False), (-2.25, -7, True), (1e3, 0, True)])
+def test_scalar_inputs_float_int_bool(cache, alpha, k, negate):
+    name = op_name("affine")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=SCALARS,
+            kernel_name="affine",
+            inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    assert str(ns_op(name).default._schema).endswith("(Tensor x, float alpha, int k, bool negate) -> Tensor")
+    x = torch.randn(1000, device="cuda")
+    expected = alpha * x + k
+    torch.testing.assert_close(ns_op(name)(x, alpha, k, negate), -expected if negate else expected)
+
+
+ND = r"""
+extern "C" __global__ void nd_mix(const float* x, int H, int W, float* y) {
+  int w = blockIdx.x * blockDim.x + threadIdx.x;
+  int h = blockIdx.y * blockDim.y + threadIdx.y;
+  long long b = blockIdx.z;
+  if (h < H && w < W) {
+    long long i = (b * H + h) * W + w;
+    y[i] = 2.f * x[i] + (float)h - 0.5f * (float)w;
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("shape", [(33, 47), (3, 17, 40), (2, 3, 5, 70)])
+def test_nd_geometry_2d_block(cache, shape):
+    name = op_name("nd")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=ND,
+            kernel_name="nd_mix",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.DimSize("x", -2), ttk.DimSize("x", -1)],
+            geometry=ttk.Elementwise(block=(16, 8), layout="nd"),
+        ),
+        cache=cache,
+    )
+    x = torch.randn(shape, device="cuda")
+    h = torch.arange(shape[-2], device="cuda", dtype=torch.float32).view(-1, 1)
+    w = torch.arange(shape[-1], device="cuda", dtype=torch.float32).view(1, -1)
+    torch.testing.assert_close(ns_op(name)(x), 2 * x + h - 0.5 * w)
+
+
+ROW_SUM = r"""
+extern "C" __global__ void row_sum(const float* x, int R, float* y) {
+  __shared__ float partial[256];
+  long long row = blockIdx.x;
+  float acc = 0.f;
+  for (int j = threadIdx.x; j < R; j += blockDim.x) acc += x[row * R + j];
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) y[row] = partial[0];
+}
+"""
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("shape", [(7, 1000), (3, 4, 513)])
+def test_reduction_keepdim(cache, keepdim, shape):
+    name = op_name("rowsum")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=ROW_SUM,
+            kernel_name="row_sum",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.ReduceDims("x", (-1,), keepdim=keepdim))],
+            extras=[ttk.DimSize("x", -1)],
+            geometry=ttk.Reduction(reduce_dims=(-1,), block_size=256),
+        ),
+        cache=cache,
+    )
+    x = torch.randn(shape, device="cuda")
+    out = ns_op(name)(x)
+    expected = x.sum(-1, keepdim=keepdim)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+SINCOS = r"""
+extern "C" __global__ void sincos_k(const float* x, int n, float* s, float* c) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) { s[i] = sinf(x[i]); c[i] = cosf(x[i]); }
+}
+"""
+
+
+def test_two_outputs_one_launch(cache):
+    name = op_name("sincos")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=SINCOS,
+            kernel_name="sincos_k",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("s", shape=ttk.SameAs("x")), ttk.OutputDecl("c", shape=ttk.SameAs("x"))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    x = torch.randn(4, 999, device="cuda")
+    s, c = ns_op(name)(x)
+    torch.testing.assert_close(s, torch.sin(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c, torch.cos(x), rtol=1e-5, atol=1e-5)
+
+
+CAST_HALF = r"""
+#include <cuda_fp16.h>
+extern "C" __global__ void cast_like(const float* x, const __half* like, int n, __half* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = __float2half(x[i]);
+}
+"""
+
+
+def test_dtype_from_and_fp16_header(cache):
+    name = op_name("cast")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=CAST_HALF,
+            kernel_name="cast_like",
+            inputs=[ttk.InputDecl("x", dtype=torch.float32), ttk.InputDecl("like", dtype=torch.float16)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"), dtype_from="like")],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    x = torch.randn(3000, device="cuda")
+    out = ns_op(name)(x, torch.empty(1, device="cuda", dtype=torch.float16))
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out, x.half())
+
+
+REPEAT2 = r"""
+extern "C" __global__ void repeat2(const float* x, int n, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < 2 * n) y[i] = x[i / 2];
+}
+"""
+
+
+def test_override_meta_fn_shape_changing(cache):
+    def meta(x: torch.Tensor) -> torch.Tensor:
+        return x.new_empty((x.shape[0] * 2,))
+
+    name = op_name("repeat2")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=REPEAT2,
+            kernel_name="repeat2",
+            inputs=[ttk.InputDecl("x")],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        meta_fn=meta,
+        cache=cache,
+    )
+    x = torch.randn(1001, device="cuda")
+    torch.testing.assert_close(ns_op(name)(x), x.repeat_interleave(2))
+
+
+def test_eager_fn_override_is_the_cuda_impl(cache):
+    calls = []
+
+    def meta(x: torch.Tensor) -> torch.Tensor:
+        return torch.empty_like(x)
+
+    def eager(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape)
+        return torch.relu(x)
+
+    name = op_name("eager_override")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(kernel_source=RELU, kernel_name="my_relu", inputs=[ttk.InputDecl("x")]),
+        meta_fn=meta,
+        eager_fn=eager,
+        aot_fn=lambda *a: None,
+        cache=cache,
+    )
+    x = torch.randn(10, device="cuda")
+    torch.testing.assert_close(ns_op(name)(x), torch.relu(x))
+    assert calls == [x.shape]
+
+
+def test_non_contiguous_inputs_read_correctly(cache):
+    op = relu_op(cache)
+    base = torch.randn(64, 96, device="cuda")
+    for x in (base.t(), base[:, ::3], base[:1].expand(64, 96)):
+        assert not x.is_contiguous()
+        torch.testing.assert_close(op(x), torch.relu(x), rtol=0, atol=0)
+
+
+def test_empty_input_returns_empty_output(cache):
+    op = relu_op(cache)
+    out = op(torch.empty(0, 5, device="cuda"))
+    assert out.shape == (0, 5) and out.device.type == "cuda"
+
+
+def test_non_default_stream(cache):
+    op = relu_op(cache)
+    stream = torch.cuda.Stream()
+    x = torch.randn(1 << 20, device="cuda")
+    torch.cuda.synchronize()
+    with torch.cuda.stream(stream):
+        y = op(x)
+    stream.synchronize()
+    torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
+
+
+def test_cuda_graph_capture_and_replay(cache):
+    op = relu_op(cache)
+    x = torch.randn(4096, device="cuda")
+    op(x)  # warm-up outside capture: compile and module load
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = op(x)
+    x.copy_(torch.randn(4096, device="cuda"))
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
+
+
+def test_no_compile_or_module_load_after_warm_up(cache):
+    op = relu_op(cache)
+    x = torch.randn(512, device="cuda")
+    op(x)
+    compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
+    for shape in [(512,), (3, 7), (2, 2, 2)]:
+        op(torch.randn(shape, device="cuda"))
+    assert (nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count) == (compiles, loads)
+
+
+def test_kernel_signature_mismatch_is_refused(cache):
+    name = op_name("mismatch")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=RELU,
+            kernel_name="my_relu",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    with pytest.raises(ValueError, match=r"(?s)my_relu.*3 parameters.*spec's 2.*x: pointer.*y: pointer"):
+        ns_op(name)(torch.randn(8, device="cuda"))
+
+
+def test_cpu_tensor_is_refused(cache):
+    op = relu_op(cache)
+    with pytest.raises(NotImplementedError):
+        op(torch.randn(8))
+
+
+def test_wrong_declared_dtype_is_refused(cache):
+    op = relu_op(cache)
+    with pytest.raises(TypeError, match="'x' must have dtype torch.float32"):
+        op(torch.randn(8, device="cuda", dtype=torch.float64))
+
+
+def test_nd_block_on_low_rank_output_is_refused(cache):
+    name = op_name("nd_low")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=ND,
+            kernel_name="nd_mix",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.DimSize("x", -1), ttk.DimSize("x", -1)],
+            geometry=ttk.Elementwise(block=(16, 16), layout="nd"),
+        ),
+        cache=cache,
+    )
+    with pytest.raises(ValueError, match="rank 1"):
+        ns_op(name)(torch.randn(10, device="cuda"))
