@@ -73,6 +73,15 @@ def product(factors: Sequence[Expr]) -> Expr:
     return Const(1) if result is None else result
 
 
+def substitute(expr: Expr, leaf: Callable[[Dim], Expr]) -> Expr:
+    """``expr`` with every ``Dim`` replaced by ``leaf(dim)`` (e.g. output dims by their shapes)."""
+    if isinstance(expr, Dim):
+        return leaf(expr)
+    if isinstance(expr, (Add, Mul, CeilDiv)):
+        return type(expr)(substitute(expr.a, leaf), substitute(expr.b, leaf))
+    return expr
+
+
 class Algebra(Protocol[V]):
     """What an interpretation of expressions must provide."""
 

@@ -2,22 +2,27 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from .cache import KernelCache, compile_cached
 from .driver import LoadedFunction, load_function
 from .nvrtc import CompiledKernel, CompileRequest
-from .plan import ArgSlot, LaunchPlan
+from .plan import CTYPE_SIZES, LaunchPlan, describe_slot
+from .settings import DEFAULT_ARCH
 from .validate import Where
-
-CTYPE_SIZES = {"ptr": 8, "float": 4, "int": 4, "bool": 1}
-
 
 def device_arch(device_index: int) -> str:
     major, minor = torch.cuda.get_device_capability(device_index)
     return f"sm_{major}{minor}"
+
+
+def target_arch(arch_override: Optional[str]) -> str:
+    """The current GPU's architecture, else ``arch_override``, else ``DEFAULT_ARCH``."""
+    if torch.cuda.is_available():
+        return device_arch(torch.cuda.current_device())
+    return arch_override or DEFAULT_ARCH
 
 
 class KernelBinaries:
@@ -60,19 +65,6 @@ def _with_arch(request: CompileRequest, arch: str) -> CompileRequest:
     return replace(request, arch=arch)
 
 
-def describe_slot(plan: LaunchPlan, slot: ArgSlot) -> str:
-    if slot.kind == "tensor":
-        name = plan.tensor_params[slot.index].name
-    elif slot.kind == "scalar":
-        name = plan.params[slot.index].name
-    elif slot.kind == "extra":
-        name = plan.extras[slot.index].describe(plan.params)
-    else:
-        name = plan.outputs[slot.index].name if plan.outputs else f"output{slot.index}"
-    c_name = "pointer" if slot.ctype == "ptr" else slot.ctype
-    return f"{name}: {c_name} ({CTYPE_SIZES[slot.ctype]} bytes)"
-
-
 def check_param_layout(where: Where, kernel_name: str, fn: LoadedFunction, plan: LaunchPlan) -> None:
     """Refuse a kernel whose parameter list disagrees with the spec's calling convention."""
     if fn.param_layout is None:
@@ -101,5 +93,3 @@ def compile_request_for(op_name: str, source: str, kernel_name: str, arch: str, 
         program_name=op_name.replace("::", "_") + ".cu",
     )
 
-
-ArchPicker = Callable[[], str]

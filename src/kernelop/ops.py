@@ -18,13 +18,11 @@ import torch
 
 from . import torchop
 from .cache import KernelCache
-from .kernel import KernelBinaries, compile_request_for, device_arch
+from .kernel import KernelBinaries, compile_request_for, target_arch
 from .launcher import EagerLauncher
-from .nvrtc import CompiledKernel
 from .plan import LaunchPlan, build_plan
-from .settings import DEFAULT_ARCH
 from .spec import ConverterPriority, KernelSpec
-from .validate import Where, check_callable, check_flag, check_op_name, check_overrides, check_priority, check_spec
+from .validate import Where, check_flag, check_op_name, check_overrides, check_priority, check_spec
 
 log = logging.getLogger("kernelop")
 
@@ -48,13 +46,6 @@ _registry: dict[str, Registration] = {}
 def registered_ops() -> dict[str, Registration]:
     """A snapshot of kernelop's registrations, by op name."""
     return dict(_registry)
-
-
-def registration_arch(spec: KernelSpec) -> str:
-    """The current GPU's architecture, else ``arch_override``, else ``DEFAULT_ARCH``."""
-    if torch.cuda.is_available():
-        return device_arch(torch.cuda.current_device())
-    return spec.arch_override or DEFAULT_ARCH
 
 
 def cuda_kernel_op(
@@ -90,7 +81,7 @@ def cuda_kernel_op(
     plan = build_plan(op_name, spec, num_outputs=len(parsed.returns))
     torchop.check_schema_against_plan(where, parsed, plan, spec)
 
-    request = compile_request_for(op_name, spec.kernel_source, spec.kernel_name, registration_arch(spec), spec.compile_std, spec.include_paths)
+    request = compile_request_for(op_name, spec.kernel_source, spec.kernel_name, target_arch(spec.arch_override), spec.compile_std, spec.include_paths)
     binaries = KernelBinaries(op_name, request, cache or KernelCache.from_settings(), plan if spec.inputs is not None else None)
     binaries.for_arch(request.arch)  # compile errors surface here, at registration
 

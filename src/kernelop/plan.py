@@ -6,17 +6,20 @@ the fake impl and the TensorRT lowering all read the same expressions.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
 
-from .expr import INPUT, OUTPUT, CeilDiv, Const, Dim, Expr, product
+from .expr import INPUT, OUTPUT, CeilDiv, Const, Dim, Expr, product, substitute
 from .spec import Custom, DimSize, Elementwise, InputDecl, KernelSpec, ReduceDims, Reduction, ScalarInput
 from .validate import Where, resolve_tensor
 
 SCALAR_CTYPES = {float: "float", int: "int", bool: "bool"}
 SCHEMA_TYPES = {float: "float", int: "int", bool: "bool"}
+CTYPE_SIZES = {"ptr": 8, "float": 4, "int": 4, "bool": 1}
 
 
 @dataclass(frozen=True)
@@ -242,25 +245,46 @@ def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any) -> OutputRule
     return OutputRule(out.name, source, None, False, dtype_source)
 
 
-def describe(plan: LaunchPlan, in_ranks: tuple[int, ...]) -> str:
-    """A human-readable launch plan for one tuple of input ranks (the CLI and demo print it)."""
-    lines = [f"op {plan.op_name}"]
+def describe_slot(plan: LaunchPlan, slot: ArgSlot) -> str:
+    if slot.kind == "tensor":
+        name = plan.tensor_params[slot.index].name
+    elif slot.kind == "scalar":
+        name = plan.params[slot.index].name
+    elif slot.kind == "extra":
+        name = plan.extras[slot.index].describe(plan.params)
+    else:
+        name = plan.outputs[slot.index].name if plan.outputs else f"output{slot.index}"
+    c_name = "pointer" if slot.ctype == "ptr" else slot.ctype
+    return f"{name}: {c_name} ({CTYPE_SIZES[slot.ctype]} bytes)"
+
+
+def describe(plan: LaunchPlan, in_ranks: tuple[int, ...], out_ranks: Optional[tuple[int, ...]] = None) -> str:
+    """A readable launch plan for one tuple of ranks (the CLI and the demo print it).
+
+    Output dimensions are shown through the output shapes where the plan declares them.
+    """
     names = [p.name for p in plan.tensor_params]
-    lines.append("  kernel args: " + ", ".join(f"{s.kind}[{s.index}]:{s.ctype}" for s in plan.arg_layout))
-    out_ranks: tuple[int, ...] = ()
+    lines = [f"op {plan.op_name}", "  kernel args: " + "; ".join(describe_slot(plan, s) for s in plan.arg_layout)]
+    shapes: tuple[tuple[Expr, ...], ...] = ()
     if plan.outputs is not None:
         shapes = plan.output_shapes(in_ranks)
         out_ranks = tuple(len(s) for s in shapes)
         for rule, shape in zip(plan.outputs, shapes):
-            dims = ", ".join(_readable(e, names) for e in shape)
-            lines.append(f"  output {rule.name}: shape ({dims}) dtype of {names[rule.dtype_source]}")
-    if plan.geometry is not None and not isinstance(plan.geometry, Custom) and (plan.outputs is not None or isinstance(plan.geometry, Reduction)):
+            lines.append(f"  output {rule.name}: shape ({', '.join(_readable(e, names) for e in shape)}) dtype of {names[rule.dtype_source]}")
+    else:
+        lines.append("  outputs: shapes and dtypes from meta_fn")
+
+    def through_outputs(dim: Dim) -> Expr:
+        return shapes[dim.index][dim.axis] if dim.side == OUTPUT and shapes else dim
+
+    if out_ranks is not None and isinstance(plan.geometry, (Elementwise, Reduction)):
         dims = plan.launch_dims(in_ranks, out_ranks)
-        lines.append("  grid:  (" + ", ".join(_readable(e, names) for e in dims.grid) + ")")
-        lines.append("  block: (" + ", ".join(_readable(e, names) for e in dims.block) + ")")
-        lines.append(f"  shared memory: {_readable(dims.shared_mem, names)} bytes")
+        show = lambda e: _readable(substitute(e, through_outputs), names)  # noqa: E731
+        lines.append(f"  grid:  ({', '.join(show(e) for e in dims.grid)})")
+        lines.append(f"  block: ({', '.join(show(e) for e in dims.block)})")
+        lines.append(f"  dynamic shared memory: {show(dims.shared_mem)} bytes")
         for rule, e in zip(plan.extras, dims.extras):
-            lines.append(f"  extra {rule.describe(plan.params)} = {_readable(e, names)}")
+            lines.append(f"  extra {rule.describe(plan.params)} = {show(e)}")
     return "\n".join(lines)
 
 
@@ -268,4 +292,4 @@ def _readable(e: Expr, names: list[str]) -> str:
     text = str(e)
     for i, name in enumerate(names):
         text = text.replace(f"{INPUT}{i}.", f"{name}.")
-    return text.replace(f"{OUTPUT}0.", "out0.")
+    return re.sub(rf"{OUTPUT}(\d+)\.", r"out\1.", text)
