@@ -1,5 +1,11 @@
 """Eager launches on a real GPU, checked against PyTorch."""
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -368,7 +374,7 @@ def test_kernel_signature_mismatch_is_refused(cache):
 
 def test_cpu_tensor_is_refused(cache):
     op = relu_op(cache)
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match=r"kernelop.call\(kgpu::relu_\d+\): argument 'x' must be a CUDA tensor \(got a tensor on cpu\)"):
         op(torch.randn(8))
 
 
@@ -394,3 +400,186 @@ def test_nd_block_on_low_rank_output_is_refused(cache):
     )
     with pytest.raises(ValueError, match="rank 1"):
         ns_op(name)(torch.randn(10, device="cuda"))
+
+
+def test_opcheck_declarative_ops(cache):
+    op = relu_op(cache)
+    name = op_name("affine_check")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=SCALARS,
+            kernel_name="affine",
+            inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    utils = ("test_schema", "test_faketensor", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(op.default, (torch.randn(5, 7, device="cuda"),), test_utils=utils)
+    torch.library.opcheck(ns_op(name).default, (torch.randn(33, device="cuda"), 0.5, 2, True), test_utils=utils)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_torch_compile_fullgraph(cache, dynamic):
+    op = relu_op(cache)
+
+    def f(x):
+        return op(x * 2) + 1
+
+    compiled = torch.compile(f, fullgraph=True, dynamic=dynamic)
+    for n in (64, 100, 333):
+        x = torch.randn(n, device="cuda")
+        torch.testing.assert_close(compiled(x), f(x))
+
+
+def add2_op(cache):
+    name = op_name("add2")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=ADD,
+            kernel_name="add2",
+            inputs=[ttk.InputDecl("a"), ttk.InputDecl("b")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("a"))],
+            extras=[ttk.Numel("a")],
+            geometry=ttk.Elementwise(block=(128,)),
+        ),
+        cache=cache,
+    )
+    return ns_op(name)
+
+
+def test_inputs_on_different_devices_are_refused(cache):
+    op = add2_op(cache)
+    with pytest.raises(ValueError, match="argument 'b' must be a CUDA tensor"):
+        op(torch.randn(8, device="cuda"), torch.randn(8))
+
+
+def test_element_size_mismatch_with_kernel_pointer_is_refused(cache):
+    op = add2_op(cache)  # a and b are undeclared, the kernel reads them as const float*
+    x = torch.randn(8, device="cuda")
+    with pytest.raises(TypeError, match=r"'b' has dtype torch.float64 \(8-byte elements\).*4-byte elements"):
+        op(x, x.double())
+    torch.testing.assert_close(op(x, x.view(torch.int32).view(torch.float32)), 3 * x)  # same size is allowed
+
+
+def test_int_scalar_overflowing_int32_is_refused(cache):
+    name = op_name("affine_overflow")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=SCALARS,
+            kernel_name="affine",
+            inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    with pytest.raises(ValueError, match=r"argument 'k' = 2147483648 does not fit the kernel's 32-bit int"):
+        ns_op(name)(torch.randn(8, device="cuda"), 1.0, 2**31, False)
+
+
+COPY_BYTES = r"""
+extern "C" __global__ void copy_bytes(const unsigned char* x, int n, unsigned char* y) {
+  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i];
+}
+"""
+
+
+def test_extra_overflowing_int32_is_refused(cache):
+    name = op_name("copy_bytes")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=COPY_BYTES,
+            kernel_name="copy_bytes",
+            inputs=[ttk.InputDecl("x", dtype=torch.uint8)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,)),
+        ),
+        cache=cache,
+    )
+    big = torch.empty(2**31 + 5, dtype=torch.uint8, device="cuda")
+    with pytest.raises(ValueError, match=r"extra numel\(x\) = 2147483653 does not fit the kernel's 32-bit int"):
+        ns_op(name)(big)
+    del big
+    small = torch.randint(0, 255, (1000,), dtype=torch.uint8, device="cuda")
+    torch.testing.assert_close(ns_op(name)(small), small)
+
+
+def test_grid_beyond_device_limits_is_refused(cache):
+    name = op_name("nd_fold")
+    ttk.cuda_kernel_op(
+        name,
+        ttk.KernelSpec(
+            kernel_source=RELU,
+            kernel_name="my_relu",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(32,), layout="nd"),
+        ),
+        cache=cache,
+    )
+    with pytest.raises(ValueError, match=r"grid \(1, 1, 140000\) exceeds the CUDA limits"):
+        ns_op(name)(torch.randn(70000, 2, 32, device="cuda"))
+
+
+def test_eight_threads_on_eight_streams(cache):
+    op = add2_op(cache)
+    op(torch.randn(4, device="cuda"), torch.randn(4, device="cuda"))
+    errors, barrier = [], threading.Barrier(8)
+
+    def work(seed: int) -> None:
+        try:
+            stream = torch.cuda.Stream()
+            generator = torch.Generator(device="cuda").manual_seed(seed)
+            barrier.wait()
+            with torch.cuda.stream(stream):
+                for i in range(200):
+                    a = torch.randn(1000 + seed * 7 + i, device="cuda", generator=generator)
+                    b = torch.randn(a.shape, device="cuda", generator=generator)
+                    y = op(a, b)
+                    if not torch.equal(y, a + 2 * b):
+                        errors.append((seed, i))
+            stream.synchronize()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+FAULT = textwrap.dedent(
+    r"""
+    import torch, kernelop as ttk
+    ttk.cuda_kernel_op("fault::write_null", ttk.KernelSpec(
+        kernel_source='extern "C" __global__ void write_null(const float* x, int n, float* y) { *(volatile float*)0 = x[0]; }',
+        kernel_name="write_null", inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+        extras=[ttk.Numel("x")], geometry=ttk.Elementwise(block=(32,))))
+    try:
+        torch.ops.fault.write_null(torch.ones(4, device="cuda"))
+    except RuntimeError as exc:
+        print("RAISED:", exc)
+    """
+)
+
+
+def test_sync_mode_names_the_faulting_op(tmp_path):
+    env = {**os.environ, "KERNELOP_SYNC": "1", "KERNELOP_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run([sys.executable, "-c", FAULT], capture_output=True, text=True, env=env, timeout=120)
+    assert "RAISED: kernelop.call(fault::write_null): kernel 'write_null' failed" in result.stdout, result.stdout + result.stderr
+    assert "CUDA_ERROR_ILLEGAL_ADDRESS" in result.stdout
+    assert "restart the process" in result.stdout

@@ -12,12 +12,31 @@ from typing import Any
 from cuda.bindings import driver as cu
 
 
+STICKY_ERRORS = frozenset(
+    {
+        "CUDA_ERROR_ILLEGAL_ADDRESS",
+        "CUDA_ERROR_LAUNCH_FAILED",
+        "CUDA_ERROR_HARDWARE_STACK_ERROR",
+        "CUDA_ERROR_ILLEGAL_INSTRUCTION",
+        "CUDA_ERROR_MISALIGNED_ADDRESS",
+        "CUDA_ERROR_INVALID_ADDRESS_SPACE",
+        "CUDA_ERROR_INVALID_PC",
+        "CUDA_ERROR_ASSERT",
+    }
+)
+"""Faults after which the context, and so the process's CUDA state, cannot be used again."""
+
+
 class DriverError(RuntimeError):
     """A CUDA driver call failed; ``code`` is the CUresult name."""
 
     def __init__(self, message: str, code: str):
         super().__init__(message)
         self.code = code
+
+    @property
+    def sticky(self) -> bool:
+        return self.code in STICKY_ERRORS
 
 
 @dataclass
@@ -28,6 +47,8 @@ class Counter:
 MODULE_LOAD_COUNTER = Counter()
 
 _SUCCESS = cu.CUresult.CUDA_SUCCESS
+_ctx_get_current = cu.cuCtxGetCurrent
+_launch_kernel = cu.cuLaunchKernel
 _lock = threading.Lock()
 _contexts: dict[int, int] = {}
 
@@ -116,12 +137,18 @@ def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
         layout.append((int(offset), int(size)))
 
 
-def launch(fn: LoadedFunction, grid: tuple, block: tuple, shared_mem: int, stream: int, params_address: int) -> None:
-    with in_context(fn.context):
-        check(
-            cu.cuLaunchKernel(fn.function, *grid, *block, shared_mem, stream, params_address, 0),
-            "cuLaunchKernel",
-        )
+def launch(
+    fn: LoadedFunction, gx: int, gy: int, gz: int, bx: int, by: int, bz: int, shared_mem: int, stream: int, params_address: int
+) -> None:
+    """One ``cuLaunchKernel`` in the function's context (pushed only if it is not current)."""
+    if int(_ctx_get_current()[1]) == fn.context:
+        result = _launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
+    else:
+        with in_context(fn.context):
+            result = _launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
+    if result != _SUCCESS:
+        name = error_name(result)
+        raise DriverError(f"cuLaunchKernel failed: {name}", name)
 
 
 def synchronize(stream: int) -> None:

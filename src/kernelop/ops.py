@@ -21,6 +21,7 @@ from .cache import KernelCache
 from .kernel import KernelBinaries, compile_request_for, target_arch
 from .launcher import EagerLauncher
 from .plan import LaunchPlan, build_plan
+from .signature import pointer_element_sizes
 from .spec import ConverterPriority, KernelSpec
 from .validate import Where, check_flag, check_op_name, check_overrides, check_priority, check_spec
 
@@ -85,9 +86,13 @@ def cuda_kernel_op(
     binaries = KernelBinaries(op_name, request, cache or KernelCache.from_settings(), plan if spec.inputs is not None else None)
     binaries.for_arch(request.arch)  # compile errors surface here, at registration
 
-    cuda_impl = eager_fn if eager_fn is not None else EagerLauncher(plan, binaries, meta_fn)
+    if eager_fn is not None:
+        impls = {"CUDA": eager_fn}
+    else:
+        launcher = EagerLauncher(plan, binaries, meta_fn, pointer_element_sizes(spec.kernel_source, spec.kernel_name))
+        impls = {"CUDA": launcher, "CPU": launcher}  # on CPU tensors it explains what it needs
     fake_impl = meta_fn if meta_fn is not None else torchop.make_fake_impl(plan)
-    library = torchop.register(where, namespace, name, schema_text, cuda_impl, fake_impl)
+    library = torchop.register(where, namespace, name, schema_text, impls, fake_impl)
     _registry[op_name] = Registration(op_name, fingerprint, schema_text, library, plan, binaries, None)
     log.debug("registered %s%s", op_name, schema_text)
 
@@ -122,7 +127,7 @@ def ptx_op(
     parsed = torchop.parse_schema(where, op_name, schema_text)
     if any(str(r.type) != "Tensor" for r in parsed.returns):
         where.fail(f"schema must return only Tensors (schema: {parsed})")
-    library = torchop.register(where, namespace, name, schema_text, eager_fn, meta_fn)
+    library = torchop.register(where, namespace, name, schema_text, {"CUDA": eager_fn}, meta_fn)
     _registry[op_name] = Registration(op_name, fingerprint, schema_text, library, None, None, bytes(ptx))
 
 

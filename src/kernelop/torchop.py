@@ -99,12 +99,13 @@ def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
     return fake
 
 
-def register(where: Where, namespace: str, name: str, schema: str, cuda_impl: Callable[..., Any], fake_impl: Callable[..., Any]) -> torch.library.Library:
-    """Define the op and attach both impls; on any failure nothing stays registered."""
+def register(where: Where, namespace: str, name: str, schema: str, impls: dict[str, Callable[..., Any]], fake_impl: Callable[..., Any]) -> torch.library.Library:
+    """Define the op and attach its impls (by dispatch key) and fake impl; all or nothing."""
     lib = torch.library.Library(namespace, "FRAGMENT")
     try:
         lib.define(f"{name}{schema}")
-        lib.impl(name, cuda_impl, "CUDA")
+        for dispatch_key, impl in impls.items():
+            lib.impl(name, impl, dispatch_key)
         torch.library.register_fake(f"{namespace}::{name}", fake_impl, lib=lib)
     except Exception as exc:
         lib._destroy()
@@ -112,15 +113,3 @@ def register(where: Where, namespace: str, name: str, schema: str, cuda_impl: Ca
             where.fail(f"an op named {namespace}::{name} is already defined outside kernelop. Choose another name.")
         raise
     return lib
-
-
-def op_exists(namespace: str, name: str) -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"{namespace}::{name}", "CUDA") or _has_schema(namespace, name)
-
-
-def _has_schema(namespace: str, name: str) -> bool:
-    try:
-        torch._C._get_schema(f"{namespace}::{name}", "")
-    except RuntimeError:
-        return False
-    return True

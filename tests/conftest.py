@@ -1,0 +1,111 @@
+"""Shared fixtures: unique op names, a throw-away compile cache, the relu kernel.
+
+Ops registered with torch live for the whole process, so every test takes a fresh name from
+``op_name`` and never reuses one registered by another test.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Callable
+
+import pytest
+import torch
+
+import kernelop as ttk
+from kernelop.cache import KernelCache
+
+TEST_NAMESPACE = "kotest"
+"""The torch.ops namespace these tests register into (one no library code uses)."""
+
+RELU_SOURCE = """extern "C" __global__ void my_relu(const float* x, int n, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+"""
+
+_counter = itertools.count()
+
+
+def _fresh_name(prefix: str = "op") -> str:
+    return f"{TEST_NAMESPACE}::{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def op_name() -> Callable[..., str]:
+    """A factory of op names never used before in this process: ``kotest::<prefix>_<pid>_<n>``."""
+    return _fresh_name
+
+
+@pytest.fixture(scope="session")
+def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
+    """A compile cache in a temporary directory (never the user's cache)."""
+    return KernelCache(tmp_path_factory.mktemp("kernelop-cache"))
+
+
+@pytest.fixture(scope="session")
+def relu_source() -> str:
+    return RELU_SOURCE
+
+
+@pytest.fixture
+def relu_spec() -> Callable[..., ttk.KernelSpec]:
+    """The SEED's declarative relu; keyword arguments replace KernelSpec fields."""
+
+    def make(**fields) -> ttk.KernelSpec:
+        base = dict(
+            kernel_source=RELU_SOURCE,
+            kernel_name="my_relu",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(256,), layout="flat"),
+        )
+        base.update(fields)
+        return ttk.KernelSpec(**base)
+
+    return make
+
+
+@pytest.fixture
+def register(kernel_cache: KernelCache) -> Callable[..., None]:
+    """``cuda_kernel_op`` with the temporary cache filled in."""
+
+    def call(name: str, spec: ttk.KernelSpec, **kwargs) -> None:
+        kwargs.setdefault("cache", kernel_cache)
+        ttk.cuda_kernel_op(name, spec, **kwargs)
+
+    return call
+
+
+def op_packet(name: str):
+    """``torch.ops.<ns>.<name>`` for a qualified op name."""
+    namespace, short = name.split("::")
+    return getattr(getattr(torch.ops, namespace), short)
+
+
+def is_defined_in_torch(name: str) -> bool:
+    """Whether torch knows an op of that name (schema or any kernel)."""
+    try:
+        torch._C._get_schema(name, "")
+    except RuntimeError:
+        pass
+    else:
+        return True
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA"))
+    except RuntimeError:  # "operator ... does not exist"
+        return False
+
+
+@pytest.fixture
+def assert_left_nothing() -> Callable[[str], None]:
+    """Checks that a failed registration left no trace of ``name`` in torch or kernelop."""
+
+    def check(name: str) -> None:
+        namespace, short = name.split("::")
+        assert not is_defined_in_torch(name), f"{name} is still defined in torch"
+        assert not hasattr(getattr(torch.ops, namespace), short), f"torch.ops.{namespace}.{short} exists"
+        assert name not in ttk.registered_ops(), f"{name} is still in kernelop.registered_ops()"
+
+    return check
