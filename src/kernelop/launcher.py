@@ -76,24 +76,25 @@ class EagerLauncher:
         self.where = Where("call", plan.op_name)
         self.positions = tuple(p.position for p in plan.tensor_params)
         self.head = tuple((p.is_tensor, p.tensor_index if p.is_tensor else p.position) for p in plan.params)
-        self.dtype_rules = self._dtype_rules(element_sizes)
+        self.tensor_rules = self._tensor_rules(element_sizes)
         ctypes_names = [s.ctype for s in plan.arg_layout]
         self.packer = struct.Struct(struct_format(ctypes_names))
         self.offsets = _offsets(ctypes_names)
         self.local = threading.local()
-        self.programs: dict[tuple, tuple[tuple[int, ...], Callable]] = {}
+        self.programs: dict[tuple, Callable] = {}
+        self.functions: dict[int, driver.LoadedFunction] = {}
         self.sync = SETTINGS.sync_after_launch
 
-    def _dtype_rules(self, element_sizes: Optional[tuple[Optional[int], ...]]) -> tuple:
-        """Per tensor input with a known constraint: (index, allowed dtypes)."""
+    def _tensor_rules(self, element_sizes: Optional[tuple[Optional[int], ...]]) -> tuple:
+        """Per tensor input: (index, allowed dtypes or None): the declared dtype, else every dtype
+        whose element size matches the kernel's pointer parameter, else anything."""
         rules = []
-        for slot_index, param in enumerate(self.plan.tensor_params):
+        for index, param in enumerate(self.plan.tensor_params):
+            size = self._pointee_size(element_sizes, "tensor", index)
             if param.dtype is not None:
-                rules.append((slot_index, frozenset({param.dtype})))
-                continue
-            size = self._pointee_size(element_sizes, "tensor", slot_index)
-            if size is not None:
-                rules.append((slot_index, dtypes_of_size(size)))
+                rules.append((index, frozenset({param.dtype})))
+            else:
+                rules.append((index, None if size is None else dtypes_of_size(size)))
         return tuple(rules)
 
     def _pointee_size(self, element_sizes: Optional[tuple], kind: str, index: int) -> Optional[int]:
@@ -107,76 +108,95 @@ class EagerLauncher:
     def __call__(self, *args: Any) -> Any:
         tensors = [args[i] for i in self.positions]
         device_index = tensors[0].get_device()
-        if device_index < 0 or any(t.get_device() != device_index for t in tensors):
+        if device_index < 0:
             self._refuse_devices(tensors)
-        for index, allowed in self.dtype_rules:
-            if tensors[index].dtype not in allowed:
-                self._refuse_dtype(tensors, index)
-        for i, tensor in enumerate(tensors):
+        for i, allowed in self.tensor_rules:
+            tensor = tensors[i]
+            if tensor.get_device() != device_index or (allowed is not None and tensor.dtype not in allowed):
+                self._refuse_tensors(tensors)
             if not tensor.is_contiguous():
                 tensors[i] = tensor.contiguous()
         in_shapes = [t.shape for t in tensors]
         key = tuple([len(s) for s in in_shapes])
-        program = self.programs.get(key)
         if self.meta_fn is None:
-            if program is None:
-                program = self._declared_program(key)
-            splits, evaluate = program
+            evaluate, allocations, launch_start = self.programs.get(key) or self._declared_program(key)
             values = evaluate(in_shapes, ())
-            outputs, start = [], 0
-            first = tensors[0]
-            for rule, n in zip(self.plan.outputs, splits):  # type: ignore[arg-type]
-                outputs.append(first.new_empty(values[start : start + n], dtype=tensors[rule.dtype_source].dtype))
-                start += n
-            launch = values[start:]
+            outputs = [
+                torch.empty_like(tensors[source]) if like else tensors[0].new_empty(values[start:stop], dtype=tensors[source].dtype)
+                for like, source, start, stop in allocations
+            ]
+            launch = values[launch_start:]
         else:
             outputs = self._meta_outputs(args)
             out_ranks = tuple([o.dim() for o in outputs])
             program = self.programs.get((key, out_ranks)) or self._meta_program(key, out_ranks)
-            launch = program[1](in_shapes, [o.shape for o in outputs])
-        gx, gy, gz = launch[0], launch[1], launch[2]
-        if gx and gy and gz:
-            if gx > MAX_GRID[0] or gy > MAX_GRID[1] or gz > MAX_GRID[2]:
+            launch = program(in_shapes, [o.shape for o in outputs])
+        if launch[0] and launch[1] and launch[2]:
+            if launch[0] > MAX_GRID[0] or launch[1] > MAX_GRID[1] or launch[2] > MAX_GRID[2]:
                 self._refuse_grid(launch[0:3])
-            self._launch(args, tensors, outputs, launch, device_index)
+            fn = self.functions.get(device_index) or self._load(device_index)
+            buffer = getattr(self.local, "buffer", None) or self._new_buffer()
+            try:
+                self.packer.pack_into(
+                    buffer.data,
+                    0,
+                    *[tensors[i].data_ptr() if is_tensor else args[i] for is_tensor, i in self.head],
+                    *launch[7:],
+                    *[o.data_ptr() for o in outputs],
+                )
+            except (struct.error, OverflowError):
+                self._refuse_values(args, launch[7:])
+                raise
+            stream = _raw_stream(device_index)
+            try:
+                driver.launch(fn, launch[0], launch[1], launch[2], launch[3], launch[4], launch[5], launch[6], stream, buffer.address)
+                if self.sync:
+                    driver.synchronize(stream)
+            except driver.DriverError as exc:
+                self._launch_failed(exc)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def _launch(self, args: tuple, tensors: list, outputs: list, launch: tuple, device_index: int) -> None:
-        fn = self.binaries.function(device_index)
-        buffer = getattr(self.local, "buffer", None)
-        if buffer is None:
-            buffer = self.local.buffer = ArgumentBuffer(self.packer, self.offsets)
-        head = [tensors[i].data_ptr() if is_tensor else args[i] for is_tensor, i in self.head]
-        try:
-            self.packer.pack_into(buffer.data, 0, *head, *launch[7:], *[o.data_ptr() for o in outputs])
-        except (struct.error, OverflowError):
-            self._refuse_values(args, launch[7:])
-            raise
-        stream = _raw_stream(device_index)
-        try:
-            driver.launch(fn, launch[0], launch[1], launch[2], launch[3], launch[4], launch[5], launch[6], stream, buffer.address)
-            if self.sync:
-                driver.synchronize(stream)
-        except driver.DriverError as exc:
-            fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
-            self.where.fail(f"kernel {self.binaries.request.kernel_name!r} failed: {exc}.{fault}", RuntimeError)
+    def _load(self, device_index: int) -> driver.LoadedFunction:
+        fn = self.functions[device_index] = self.binaries.function(device_index)
+        return fn
+
+    def _new_buffer(self) -> ArgumentBuffer:
+        buffer = self.local.buffer = ArgumentBuffer(self.packer, self.offsets)
+        return buffer
+
+    def _launch_failed(self, exc: driver.DriverError) -> None:
+        fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
+        self.where.fail(f"kernel {self.binaries.request.kernel_name!r} failed: {exc}.{fault}", RuntimeError)
 
     # -- programs: the plan's expressions compiled per tuple of ranks -------------------------
 
-    def _declared_program(self, key: tuple) -> tuple[tuple[int, ...], Callable]:
+    def _declared_program(self, key: tuple) -> tuple[Callable, tuple, int]:
+        """For one tuple of input ranks: the closure and how to read its values.
+
+        The closure returns the shapes of outputs that must be built from sizes, then grid,
+        block, shared memory and extras. An output with an input's shape and dtype is allocated
+        with ``empty_like``, the cheapest allocation PyTorch offers; the others use
+        ``(like, dtype source, start, stop)`` slices of the values.
+        """
         shapes = self.plan.output_shapes(key)
         dims = self.plan.launch_dims(key, tuple(len(s) for s in shapes))
 
         def through_outputs(dim: Dim) -> Expr:
             return shapes[dim.index][dim.axis] if dim.side == OUTPUT else dim
 
-        exprs = [e for shape in shapes for e in shape] + [substitute(e, through_outputs) for e in dims.all_exprs()]
-        program = (tuple(len(s) for s in shapes), compile_int(exprs))
-        self.programs[key] = program
+        allocations, sized = [], []
+        for rule, shape in zip(self.plan.outputs, shapes):  # type: ignore[arg-type]
+            if rule.reduce_dims is None and rule.dtype_source == rule.source:
+                allocations.append((True, rule.source, 0, 0))
+            else:
+                allocations.append((False, rule.dtype_source, len(sized), len(sized) + len(shape)))
+                sized.extend(shape)
+        evaluate = compile_int(sized + [substitute(e, through_outputs) for e in dims.all_exprs()])
+        program = self.programs[key] = (evaluate, tuple(allocations), len(sized))
         return program
 
-    def _meta_program(self, key: tuple, out_ranks: tuple) -> tuple[tuple[int, ...], Callable]:
-        program = ((), compile_int(self.plan.launch_dims(key, out_ranks).all_exprs()))
+    def _meta_program(self, key: tuple, out_ranks: tuple) -> Callable:
+        program = compile_int(self.plan.launch_dims(key, out_ranks).all_exprs())
         self.programs[(key, out_ranks)] = program
         return program
 
@@ -199,11 +219,12 @@ class EagerLauncher:
                 self.where.fail(f"argument {name!r} must be a CUDA tensor (got a tensor on {tensor.device})")
         check_tensors(self.where, self.plan, tuple(tensors))
 
-    def _refuse_dtype(self, tensors: list, index: int) -> None:
-        check_tensors(self.where, self.plan, tuple(tensors))  # a declared dtype explains itself
+    def _refuse_tensors(self, tensors: list) -> None:
+        self._refuse_devices(tensors)  # devices, then declared dtypes, explain themselves
+        index, allowed = next((i, a) for i, a in self.tensor_rules if a is not None and tensors[i].dtype not in a)
         param, tensor = self.plan.tensor_params[index], tensors[index]
         slot = next(s for s in self.plan.arg_layout if s.kind == "tensor" and s.index == index)
-        size = next(iter(dict(self.dtype_rules)[index])).itemsize
+        size = next(iter(allowed)).itemsize
         self.where.fail(
             f"argument {param.name!r} has dtype {tensor.dtype} ({tensor.dtype.itemsize}-byte elements) but kernel "
             f"{self.binaries.request.kernel_name!r} reads it through a pointer to {size}-byte elements "

@@ -91,7 +91,10 @@ def cuda_kernel_op(
     else:
         launcher = EagerLauncher(plan, binaries, meta_fn, pointer_element_sizes(spec.kernel_source, spec.kernel_name))
         impls = {"CUDA": launcher, "CPU": launcher}  # on CPU tensors it explains what it needs
-    fake_impl = meta_fn if meta_fn is not None else torchop.make_fake_impl(plan)
+    if meta_fn is None:
+        fake_impl = torchop.make_fake_impl(plan)
+    else:
+        fake_impl = meta_fn if spec.inputs is None else torchop.with_input_checks(Where("call", op_name), plan, meta_fn)
     library = torchop.register(where, namespace, name, schema_text, impls, fake_impl)
     _registry[op_name] = Registration(op_name, fingerprint, schema_text, library, plan, binaries, None)
     log.debug("registered %s%s", op_name, schema_text)

@@ -43,10 +43,17 @@ def _infer_from_hints(where: Where, meta_fn: Callable[..., Any]) -> str:
 
 
 def parse_schema(where: Where, op_name: str, schema: str) -> Any:
+    """Parse the signature; kernelop passes arguments positionally, so keyword-only ones are refused."""
+    if not schema.startswith("("):
+        where.fail(f"schema must be the signature alone, like '(Tensor x, float alpha) -> Tensor' (got {schema!r})")
     try:
-        return torch._C.parse_schema(f"{op_name}{schema}")
+        parsed = torch._C.parse_schema(f"{op_name}{schema}")
     except RuntimeError as exc:
         where.fail(f"schema {schema!r} does not parse: {str(exc).splitlines()[0]}")
+    keyword_only = [a.name for a in parsed.arguments if a.kwarg_only]
+    if keyword_only:
+        where.fail(f"schema has keyword-only arguments {keyword_only}; declare every argument positionally (got {schema!r})")
+    return parsed
 
 
 def check_schema_against_plan(where: Where, parsed: Any, plan: LaunchPlan, spec: KernelSpec) -> None:
@@ -99,17 +106,28 @@ def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
     return fake
 
 
+def with_input_checks(where: Where, plan: LaunchPlan, meta_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The user's meta_fn, after the same dtype and device checks the eager launch makes."""
+    positions = tuple(p.position for p in plan.tensor_params)
+
+    def fake(*args: Any) -> Any:
+        check_tensors(where, plan, tuple(args[i] for i in positions))
+        return meta_fn(*args)
+
+    return fake
+
+
 def register(where: Where, namespace: str, name: str, schema: str, impls: dict[str, Callable[..., Any]], fake_impl: Callable[..., Any]) -> torch.library.Library:
     """Define the op and attach its impls (by dispatch key) and fake impl; all or nothing."""
+    if torch._C._jit_get_schemas_for_operator(f"{namespace}::{name}"):
+        where.fail(f"an op named {namespace}::{name} is already defined outside kernelop. Choose another name.")
     lib = torch.library.Library(namespace, "FRAGMENT")
     try:
         lib.define(f"{name}{schema}")
         for dispatch_key, impl in impls.items():
             lib.impl(name, impl, dispatch_key)
         torch.library.register_fake(f"{namespace}::{name}", fake_impl, lib=lib)
-    except Exception as exc:
+    except Exception:
         lib._destroy()
-        if isinstance(exc, RuntimeError) and "already" in str(exc):
-            where.fail(f"an op named {namespace}::{name} is already defined outside kernelop. Choose another name.")
         raise
     return lib
