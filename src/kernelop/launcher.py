@@ -4,6 +4,10 @@ Per call it only reads shapes, evaluates one closure compiled per tuple of ranks
 parameters with one ``struct`` call into a per-thread buffer, and calls the driver. Everything
 else (argument layout, dtype rules, limits) is decided at registration. Problems are detected
 with cheap predicates; the slow path that explains them runs only when one fails.
+
+A CUDA fault inside a kernel (illegal address, trap) poisons the process's CUDA context: every
+later CUDA call fails. With ``KERNELOP_SYNC=1`` each launch is followed by a stream
+synchronisation, so the fault is reported by the op whose kernel caused it.
 """
 from __future__ import annotations
 
@@ -61,7 +65,12 @@ def _offsets(ctypes_names: list[str]) -> list[int]:
 
 
 class EagerLauncher:
-    """The CUDA impl of a declarative op (or of one whose outputs come from ``meta_fn``)."""
+    """The CUDA impl of a declarative op (or of one whose outputs come from ``meta_fn``).
+
+    ``call`` is generated once per op from the plan: straight-line Python with the op's tensor
+    count, allocation rule per output and parameter layout built in, so a call does no
+    per-argument looping or dispatch on kinds. ``source`` holds its text.
+    """
 
     def __init__(
         self,
@@ -74,16 +83,41 @@ class EagerLauncher:
         self.binaries = binaries
         self.meta_fn = meta_fn
         self.where = Where("call", plan.op_name)
-        self.positions = tuple(p.position for p in plan.tensor_params)
-        self.head = tuple((p.is_tensor, p.tensor_index if p.is_tensor else p.position) for p in plan.params)
         self.tensor_rules = self._tensor_rules(element_sizes)
         ctypes_names = [s.ctype for s in plan.arg_layout]
         self.packer = struct.Struct(struct_format(ctypes_names))
         self.offsets = _offsets(ctypes_names)
         self.local = threading.local()
-        self.programs: dict[tuple, Callable] = {}
+        self.programs: dict[tuple, Any] = {}
         self.functions: dict[int, driver.LoadedFunction] = {}
-        self.sync = SETTINGS.sync_after_launch
+        self.source = self._generate()
+        namespace = {
+            "allowed": tuple(allowed for _, allowed in self.tensor_rules),
+            "programs": self.programs,
+            "declared_program": self._declared_program,
+            "meta_program": self._meta_program,
+            "meta_outputs": self._meta_outputs,
+            "empty_like": torch.empty_like,
+            "functions": self.functions,
+            "load": self._load,
+            "local": self.local,
+            "new_buffer": self._new_buffer,
+            "pack_into": self.packer.pack_into,
+            "pack_errors": (struct.error, OverflowError),
+            "raw_stream": _raw_stream,
+            "launch": driver.launch,
+            "synchronize": driver.synchronize if SETTINGS.sync_after_launch else None,
+            "DriverError": driver.DriverError,
+            "refuse_tensors": self._refuse_tensors,
+            "refuse_grid": self._refuse_grid,
+            "refuse_values": self._refuse_values,
+            "launch_failed": self._launch_failed,
+        }
+        exec(compile(self.source, f"<kernelop launcher for {plan.op_name}>", "exec"), namespace)  # noqa: S102
+        self.call: Callable[..., Any] = namespace["call"]
+
+    def __call__(self, *args: Any) -> Any:
+        return self.call(*args)
 
     def _tensor_rules(self, element_sizes: Optional[tuple[Optional[int], ...]]) -> tuple:
         """Per tensor input: (index, allowed dtypes or None): the declared dtype, else every dtype
@@ -103,58 +137,62 @@ class EagerLauncher:
         position = next(i for i, s in enumerate(self.plan.arg_layout) if s.kind == kind and s.index == index)
         return element_sizes[position]
 
-    # -- the hot path -------------------------------------------------------------------------
+    # -- the generated hot path ---------------------------------------------------------------
 
-    def __call__(self, *args: Any) -> Any:
-        tensors = [args[i] for i in self.positions]
-        device_index = tensors[0].get_device()
-        if device_index < 0:
-            self._refuse_devices(tensors)
-        for i, allowed in self.tensor_rules:
-            tensor = tensors[i]
-            if tensor.get_device() != device_index or (allowed is not None and tensor.dtype not in allowed):
-                self._refuse_tensors(tensors)
-            if not tensor.is_contiguous():
-                tensors[i] = tensor.contiguous()
-        in_shapes = [t.shape for t in tensors]
-        key = tuple([len(s) for s in in_shapes])
+    def _generate(self) -> str:
+        plan = self.plan
+        tensors = [f"t{i}" for i in range(len(plan.tensor_params))]
+        shapes = [f"s{i}" for i in range(len(tensors))]
+        outputs = [f"o{k}" for k in range(plan.num_outputs)]
+        n_extras = len(plan.extras)
+        lines = ["def call(*args):"]
+        lines += [f"    t{i} = args[{p.position}]" for i, p in enumerate(plan.tensor_params)]
+        lines.append("    d = t0.get_device()")
+        checks = ["d < 0"] + [f"t{i}.get_device() != d" for i in range(1, len(tensors))]
+        checks += [f"t{i}.dtype not in allowed[{i}]" for i, allowed in self.tensor_rules if allowed is not None]
+        lines += [f"    if {' or '.join(checks)}:", f"        refuse_tensors([{', '.join(tensors)}])"]
+        for t, s in zip(tensors, shapes):
+            lines += [f"    if not {t}.is_contiguous():", f"        {t} = {t}.contiguous()", f"    {s} = {t}.shape"]
+        in_key = ", ".join(f"len({s})" for s in shapes) + ","
         if self.meta_fn is None:
-            evaluate, allocations, launch_start = self.programs.get(key) or self._declared_program(key)
-            values = evaluate(in_shapes, ())
-            outputs = [
-                torch.empty_like(tensors[source]) if like else tensors[0].new_empty(values[start:stop], dtype=tensors[source].dtype)
-                for like, source, start, stop in allocations
-            ]
-            launch = values[launch_start:]
+            lines.append(f"    program = programs.get(({in_key})) or declared_program(({in_key}))")
+            lines.append(f"    v = program[0](({', '.join(shapes)},), ())")
+            sized = 0
+            for k, rule in enumerate(plan.outputs):  # type: ignore[arg-type]
+                if _allocated_like_input(rule):
+                    lines.append(f"    o{k} = empty_like(t{rule.source})")
+                else:
+                    bounds = f"program[1][{sized}]"
+                    lines.append(f"    o{k} = t0.new_empty(v[{bounds}[0]:{bounds}[1]], dtype=t{rule.dtype_source}.dtype)")
+                    sized += 1
         else:
-            outputs = self._meta_outputs(args)
-            out_ranks = tuple([o.dim() for o in outputs])
-            program = self.programs.get((key, out_ranks)) or self._meta_program(key, out_ranks)
-            launch = program(in_shapes, [o.shape for o in outputs])
-        if launch[0] and launch[1] and launch[2]:
-            if launch[0] > MAX_GRID[0] or launch[1] > MAX_GRID[1] or launch[2] > MAX_GRID[2]:
-                self._refuse_grid(launch[0:3])
-            fn = self.functions.get(device_index) or self._load(device_index)
-            buffer = getattr(self.local, "buffer", None) or self._new_buffer()
-            try:
-                self.packer.pack_into(
-                    buffer.data,
-                    0,
-                    *[tensors[i].data_ptr() if is_tensor else args[i] for is_tensor, i in self.head],
-                    *launch[7:],
-                    *[o.data_ptr() for o in outputs],
-                )
-            except (struct.error, OverflowError):
-                self._refuse_values(args, launch[7:])
-                raise
-            stream = _raw_stream(device_index)
-            try:
-                driver.launch(fn, launch[0], launch[1], launch[2], launch[3], launch[4], launch[5], launch[6], stream, buffer.address)
-                if self.sync:
-                    driver.synchronize(stream)
-            except driver.DriverError as exc:
-                self._launch_failed(exc)
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+            lines.append(f"    {', '.join(outputs)}, = meta_outputs(args)")
+            key = in_key + " " + ", ".join(f"{o}.dim()" for o in outputs) + ","
+            lines.append(f"    program = programs.get(({key})) or meta_program(({key}))")
+            lines.append(f"    v = program(({', '.join(shapes)},), ({', '.join(f'{o}.shape' for o in outputs)},))")
+        head = [f"t{p.tensor_index}.data_ptr()" if p.is_tensor else f"args[{p.position}]" for p in plan.params]
+        packed = head + [f"v[{7 + j}]" for j in range(n_extras)] + [f"{o}.data_ptr()" for o in outputs]
+        lines += [
+            "    if v[0] and v[1] and v[2]:",
+            f"        if v[0] > {MAX_GRID[0]} or v[1] > {MAX_GRID[1]} or v[2] > {MAX_GRID[2]}:",
+            "            refuse_grid(v[0:3])",
+            "        fn = functions.get(d) or load(d)",
+            '        buffer = getattr(local, "buffer", None) or new_buffer()',
+            "        try:",
+            f"            pack_into(buffer.data, 0, {', '.join(packed)})",
+            "        except pack_errors:",
+            f"            refuse_values(args, v[7:{7 + n_extras}])",
+            "            raise",
+            "        stream = raw_stream(d)",
+            "        try:",
+            "            launch(fn, v[0], v[1], v[2], v[3], v[4], v[5], v[6], stream, buffer.address)",
+            "            if synchronize is not None:",
+            "                synchronize(stream)",
+            "        except DriverError as exc:",
+            "            launch_failed(exc)",
+            f"    return {outputs[0] if len(outputs) == 1 else '(' + ', '.join(outputs) + ')'}",
+        ]
+        return "\n".join(lines) + "\n"
 
     def _load(self, device_index: int) -> driver.LoadedFunction:
         fn = self.functions[device_index] = self.binaries.function(device_index)
@@ -170,29 +208,22 @@ class EagerLauncher:
 
     # -- programs: the plan's expressions compiled per tuple of ranks -------------------------
 
-    def _declared_program(self, key: tuple) -> tuple[Callable, tuple, int]:
-        """For one tuple of input ranks: the closure and how to read its values.
-
-        The closure returns the shapes of outputs that must be built from sizes, then grid,
-        block, shared memory and extras. An output with an input's shape and dtype is allocated
-        with ``empty_like``, the cheapest allocation PyTorch offers; the others use
-        ``(like, dtype source, start, stop)`` slices of the values.
-        """
+    def _declared_program(self, key: tuple) -> tuple[Callable, tuple]:
+        """For one tuple of input ranks: a closure returning grid, block, shared memory, extras,
+        then the shapes of the outputs not allocated like an input; and those shapes' bounds."""
         shapes = self.plan.output_shapes(key)
         dims = self.plan.launch_dims(key, tuple(len(s) for s in shapes))
 
         def through_outputs(dim: Dim) -> Expr:
             return shapes[dim.index][dim.axis] if dim.side == OUTPUT else dim
 
-        allocations, sized = [], []
+        exprs = [substitute(e, through_outputs) for e in dims.all_exprs()]
+        bounds = []
         for rule, shape in zip(self.plan.outputs, shapes):  # type: ignore[arg-type]
-            if rule.reduce_dims is None and rule.dtype_source == rule.source:
-                allocations.append((True, rule.source, 0, 0))
-            else:
-                allocations.append((False, rule.dtype_source, len(sized), len(sized) + len(shape)))
-                sized.extend(shape)
-        evaluate = compile_int(sized + [substitute(e, through_outputs) for e in dims.all_exprs()])
-        program = self.programs[key] = (evaluate, tuple(allocations), len(sized))
+            if not _allocated_like_input(rule):
+                bounds.append((len(exprs), len(exprs) + len(shape)))
+                exprs.extend(shape)
+        program = self.programs[key] = (compile_int(exprs), tuple(bounds))
         return program
 
     def _meta_program(self, key: tuple, out_ranks: tuple) -> Callable:
@@ -212,13 +243,6 @@ class EagerLauncher:
 
     # -- the slow path: say precisely what is wrong ------------------------------------------
 
-    def _refuse_devices(self, tensors: list) -> None:
-        names = [p.name for p in self.plan.tensor_params]
-        for name, tensor in zip(names, tensors):
-            if not tensor.is_cuda:
-                self.where.fail(f"argument {name!r} must be a CUDA tensor (got a tensor on {tensor.device})")
-        check_tensors(self.where, self.plan, tuple(tensors))
-
     def _refuse_tensors(self, tensors: list) -> None:
         self._refuse_devices(tensors)  # devices, then declared dtypes, explain themselves
         index, allowed = next((i, a) for i, a in self.tensor_rules if a is not None and tensors[i].dtype not in a)
@@ -231,6 +255,13 @@ class EagerLauncher:
             f"({describe_slot(self.plan, slot)}). Pass a tensor of a matching dtype or declare InputDecl(dtype=...).",
             TypeError,
         )
+
+    def _refuse_devices(self, tensors: list) -> None:
+        names = [p.name for p in self.plan.tensor_params]
+        for name, tensor in zip(names, tensors):
+            if not tensor.is_cuda:
+                self.where.fail(f"argument {name!r} must be a CUDA tensor (got a tensor on {tensor.device})")
+        check_tensors(self.where, self.plan, tuple(tensors))
 
     def _refuse_grid(self, grid: tuple) -> None:
         self.where.fail(
@@ -251,6 +282,11 @@ class EagerLauncher:
                     f"extra {rule.describe(self.plan.params)} = {value} does not fit the kernel's 32-bit int parameter; "
                     "the kernel would index with a wrapped size"
                 )
+
+
+def _allocated_like_input(rule: Any) -> bool:
+    """An output with an input's shape and dtype: ``empty_like`` is PyTorch's cheapest allocation."""
+    return rule.reduce_dims is None and rule.dtype_source == rule.source
 
 
 def _describe(value: Any) -> str:

@@ -90,7 +90,7 @@ def cuda_kernel_op(
         impls = {"CUDA": eager_fn}
     else:
         launcher = EagerLauncher(plan, binaries, meta_fn, pointer_element_sizes(spec.kernel_source, spec.kernel_name))
-        impls = {"CUDA": launcher, "CPU": launcher}  # on CPU tensors it explains what it needs
+        impls = {"CUDA": launcher.call, "CPU": launcher.call}  # on CPU tensors it explains what it needs
     if meta_fn is None:
         fake_impl = torchop.make_fake_impl(plan)
     else:
