@@ -226,9 +226,10 @@ class EagerLauncher:
         program = self.programs[key] = (compile_int(exprs), tuple(bounds))
         return program
 
-    def _meta_program(self, key: tuple, out_ranks: tuple) -> Callable:
-        program = compile_int(self.plan.launch_dims(key, out_ranks).all_exprs())
-        self.programs[(key, out_ranks)] = program
+    def _meta_program(self, key: tuple) -> Callable:
+        """For input ranks followed by output ranks: grid, block, shared memory, extras."""
+        n = len(self.plan.tensor_params)
+        program = self.programs[key] = compile_int(self.plan.launch_dims(key[:n], key[n:]).all_exprs())
         return program
 
     def _meta_outputs(self, args: tuple) -> list:

@@ -1,0 +1,210 @@
+"""Host time per call of a tiny op (relu over 1024 float32), all candidates interleaved.
+
+Candidates: torch.relu; the kernelop op; the torch_tensorrt.kernels-style eager path (a
+torch.library op whose impl wraps PyTorch's stream and builds a cuda.core LaunchConfig per
+call); CuPy RawKernel on PyTorch's current stream; torch.cuda._compile_kernel; a CUDA graph
+replaying kernelop launches. Each round runs every candidate for ``--calls`` calls and
+synchronises; the table shows medians over rounds and ratios against torch.relu.
+
+    PYTHONPATH=src python benchmarks/launch_overhead.py
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import statistics
+import sys
+import time
+from typing import Callable, Optional
+
+import torch
+
+import kernelop as ttk
+from kernelop import driver, nvrtc
+
+RELU = r"""
+extern "C" __global__ void my_relu(const float* x, int n, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+"""
+N = 1024
+BLOCK = 256
+GRAPH_LAUNCHES = 100
+
+
+def kernelop_candidate(x: torch.Tensor) -> Callable[[], object]:
+    ttk.cuda_kernel_op(
+        "bench::relu",
+        ttk.KernelSpec(
+            kernel_source=RELU,
+            kernel_name="my_relu",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(BLOCK,)),
+        ),
+    )
+    op = torch.ops.bench.relu
+    return lambda: op(x)
+
+
+def _cuda_core():
+    try:
+        import cuda.core as core
+
+        core.LaunchConfig  # noqa: B018 - newer releases export at top level
+    except (ImportError, AttributeError):
+        import cuda.core.experimental as core
+    return core
+
+
+def seed_path_candidate(x: torch.Tensor) -> Optional[Callable[[], object]]:
+    """A Library op launching through cuda.core with per-call stream wrapper and config."""
+    try:
+        core = _cuda_core()
+    except ImportError:
+        return None
+    device = core.Device(x.device.index)
+    device.set_current()
+    arch = "".join(str(v) for v in torch.cuda.get_device_capability())
+    program = core.Program(RELU, "c++", core.ProgramOptions(arch=f"sm_{arch}"))
+    kernel = program.compile("cubin").get_kernel("my_relu")
+
+    class TorchStream:
+        def __init__(self, handle: int):
+            self.handle = handle
+
+        def __cuda_stream__(self):
+            return (0, self.handle)
+
+    def impl(t: torch.Tensor) -> torch.Tensor:
+        y = torch.empty_like(t)
+        stream = device.create_stream(TorchStream(torch.cuda.current_stream().cuda_stream))
+        n = t.numel()
+        config = core.LaunchConfig(grid=((n + BLOCK - 1) // BLOCK,), block=(BLOCK,))
+        core.launch(stream, config, kernel, t.data_ptr(), ctypes.c_int32(n), y.data_ptr())
+        return y
+
+    lib = torch.library.Library("bench_seed", "DEF")
+    lib.define("relu(Tensor x) -> Tensor")
+    lib.impl("relu", impl, "CUDA")
+    seed_path_candidate.lib = lib  # keep the registration alive
+    op = torch.ops.bench_seed.relu
+    return lambda: op(x)
+
+
+def cupy_candidate(x: torch.Tensor) -> Optional[Callable[[], object]]:
+    try:
+        import cupy
+        import numpy as np
+    except ImportError:
+        return None
+    kernel = cupy.RawKernel(RELU, "my_relu")
+    grid = ((N + BLOCK - 1) // BLOCK,)
+
+    def call() -> torch.Tensor:
+        y = torch.empty_like(x)
+        with cupy.cuda.ExternalStream(torch._C._cuda_getCurrentRawStream(x.device.index)):
+            kernel(grid, (BLOCK,), (x.data_ptr(), np.int32(x.numel()), y.data_ptr()))
+        return y
+
+    return call
+
+
+def compile_kernel_candidate(x: torch.Tensor) -> Optional[Callable[[], object]]:
+    compile_kernel = getattr(torch.cuda, "_compile_kernel", None)
+    if compile_kernel is None:
+        return None
+    kernel = compile_kernel(RELU, "my_relu")
+    grid = ((N + BLOCK - 1) // BLOCK, 1, 1)
+
+    def call() -> torch.Tensor:
+        y = torch.empty_like(x)
+        kernel(grid=grid, block=(BLOCK, 1, 1), args=[x, x.numel(), y])
+        return y
+
+    return call
+
+
+def graph_candidate(x: torch.Tensor) -> Callable[[], object]:
+    op = torch.ops.bench.relu
+    op(x)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(GRAPH_LAUNCHES):
+            op(x)
+    return graph.replay
+
+
+def time_per_call(fn: Callable[[], object], calls: int, per_call_launches: int = 1) -> float:
+    """Host time per launch, the collector paused so that no candidate pays for another's garbage."""
+    torch.cuda.synchronize()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    finally:
+        gc.enable()
+    return elapsed / (calls * per_call_launches) * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=1000)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("launch_overhead needs a CUDA GPU")
+        return 1
+    x = torch.randn(N, device="cuda")
+    candidates: dict[str, tuple[Callable[[], object], int]] = {"torch.relu": (lambda: torch.relu(x), 1)}
+    candidates["kernelop"] = (kernelop_candidate(x), 1)
+    for label, make in (
+        ("seed path (cuda.core)", seed_path_candidate),
+        ("cupy RawKernel", cupy_candidate),
+        ("torch.cuda._compile_kernel", compile_kernel_candidate),
+    ):
+        try:
+            fn = make(x)
+        except Exception as exc:  # a candidate missing on this machine is reported, not fatal
+            print(f"skipping {label}: {type(exc).__name__}: {exc}")
+            continue
+        if fn is None:
+            print(f"skipping {label}: not installed")
+            continue
+        candidates[label] = (fn, 1)
+    candidates[f"kernelop in a CUDA graph (per launch, {GRAPH_LAUNCHES}/replay)"] = (graph_candidate(x), GRAPH_LAUNCHES)
+
+    for label, (fn, _) in candidates.items():  # warm-up, and every candidate must be correct
+        out = fn()
+        if isinstance(out, torch.Tensor):
+            torch.testing.assert_close(out, torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
+    compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
+
+    samples: dict[str, list[float]] = {label: [] for label in candidates}
+    for _ in range(args.rounds):
+        for label, (fn, launches) in candidates.items():
+            calls = max(args.calls // launches, 10)
+            samples[label].append(time_per_call(fn, calls, launches))
+
+    assert (nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count) == (compiles, loads), "compile or load after warm-up"
+    medians = {label: statistics.median(values) for label, values in samples.items()}
+    base = medians["torch.relu"]
+    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.rounds} rounds x {args.calls} calls, relu over {N} float32")
+    print(f"{'candidate':58s} {'us/call':>9s} {'spread':>9s} {'vs torch.relu':>14s}")
+    for label, values in samples.items():
+        spread = max(values) - min(values)
+        print(f"{label:58s} {medians[label]:9.2f} {spread:9.2f} {medians[label] / base:13.2f}x")
+    print(f"\nkernelop / torch.relu = {medians['kernelop'] / base:.2f}x")
+    if "seed path (cuda.core)" in medians:
+        print(f"seed path / kernelop  = {medians['seed path (cuda.core)'] / medians['kernelop']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
