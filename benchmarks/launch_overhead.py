@@ -157,6 +157,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--only", default="", help="comma-separated candidate names to keep (torch.relu always runs)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("launch_overhead needs a CUDA GPU")
@@ -180,6 +181,9 @@ def main() -> int:
         candidates[label] = (fn, 1)
     candidates[f"kernelop in a CUDA graph (per launch, {GRAPH_LAUNCHES}/replay)"] = (graph_candidate(x), GRAPH_LAUNCHES)
 
+    if args.only:
+        keep = {"torch.relu", *args.only.split(",")}
+        candidates = {label: c for label, c in candidates.items() if label in keep}
     for label, (fn, _) in candidates.items():  # warm-up, and every candidate must be correct
         out = fn()
         if isinstance(out, torch.Tensor):

@@ -47,8 +47,6 @@ class Counter:
 MODULE_LOAD_COUNTER = Counter()
 
 _SUCCESS = cu.CUresult.CUDA_SUCCESS
-_ctx_get_current = cu.cuCtxGetCurrent
-_launch_kernel = cu.cuLaunchKernel
 _lock = threading.Lock()
 _contexts: dict[int, int] = {}
 
@@ -137,19 +135,31 @@ def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
         layout.append((int(offset), int(size)))
 
 
-def launch(
+current_context = cu.cuCtxGetCurrent
+"""``(CUresult, CUcontext)``; callers compare ``int(...[1])`` with ``LoadedFunction.context``."""
+
+launch_kernel = cu.cuLaunchKernel
+"""The raw ``cuLaunchKernel``, for a caller that has checked the current context itself."""
+
+SUCCESS = _SUCCESS
+
+
+def launch_in_context(
     fn: LoadedFunction, gx: int, gy: int, gz: int, bx: int, by: int, bz: int, shared_mem: int, stream: int, params_address: int
-) -> None:
-    """One ``cuLaunchKernel`` in the function's context (pushed only if it is not current)."""
-    if int(_ctx_get_current()[1]) == fn.context:
-        result = _launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
-    else:
-        with in_context(fn.context):
-            result = _launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
+) -> Any:
+    """``cuLaunchKernel`` with the function's context pushed for the call; returns the CUresult.
+
+    Needed on a thread where no context, or another device's, is current (a fresh thread, say).
+    """
+    with in_context(fn.context):
+        return launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
+
+
+def check_launch(result: Any, stream: int, synchronize: bool) -> None:
+    """Raise ``DriverError`` for a failed launch, or (with ``synchronize``) a fault while it ran."""
     if result != _SUCCESS:
         name = error_name(result)
         raise DriverError(f"cuLaunchKernel failed: {name}", name)
+    if synchronize:
+        check(cu.cuStreamSynchronize(stream), "cuStreamSynchronize")
 
-
-def synchronize(stream: int) -> None:
-    check(cu.cuStreamSynchronize(stream), "cuStreamSynchronize")
