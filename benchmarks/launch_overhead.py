@@ -163,6 +163,7 @@ def main() -> int:
         print("launch_overhead needs a CUDA GPU")
         return 1
     x = torch.randn(N, device="cuda")
+    wanted = (lambda label: True) if not args.only else (lambda label: label in {"torch.relu", *args.only.split(",")})
     candidates: dict[str, tuple[Callable[[], object], int]] = {"torch.relu": (lambda: torch.relu(x), 1)}
     candidates["kernelop"] = (kernelop_candidate(x), 1)
     for label, make in (
@@ -170,6 +171,8 @@ def main() -> int:
         ("cupy RawKernel", cupy_candidate),
         ("torch.cuda._compile_kernel", compile_kernel_candidate),
     ):
+        if not wanted(label):
+            continue
         try:
             fn = make(x)
         except Exception as exc:  # a candidate missing on this machine is reported, not fatal
@@ -179,16 +182,17 @@ def main() -> int:
             print(f"skipping {label}: not installed")
             continue
         candidates[label] = (fn, 1)
-    candidates[f"kernelop in a CUDA graph (per launch, {GRAPH_LAUNCHES}/replay)"] = (graph_candidate(x), GRAPH_LAUNCHES)
-
-    if args.only:
-        keep = {"torch.relu", *args.only.split(",")}
-        candidates = {label: c for label, c in candidates.items() if label in keep}
+    graph_label = f"kernelop in a CUDA graph (per launch, {GRAPH_LAUNCHES}/replay)"
+    if wanted(graph_label):
+        candidates[graph_label] = (graph_candidate(x), GRAPH_LAUNCHES)
     for label, (fn, _) in candidates.items():  # warm-up, and every candidate must be correct
         out = fn()
         if isinstance(out, torch.Tensor):
             torch.testing.assert_close(out, torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
     compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
+    loaded = next(iter(ttk.registered_ops()["bench::relu"].binaries._functions.values()))
+    current = int(driver.current_context()[1])
+    print(f"current context is {'the' if current == loaded.context else 'NOT the'} kernel's context")
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
     for _ in range(args.rounds):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -213,6 +213,45 @@ class EagerLauncher:
         fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
         self.where.fail(f"kernel {self.binaries.request.kernel_name!r} failed: {exc}.{fault}", RuntimeError)
 
+    # -- launching into buffers someone else owns (TensorRT's JIT plugin) ---------------------
+
+    def launch_into(
+        self,
+        device_index: int,
+        inputs: Sequence[tuple[int, tuple[int, ...]]],
+        scalars: Sequence[Any],
+        outputs: Sequence[tuple[int, tuple[int, ...]]],
+        stream: int,
+    ) -> None:
+        """Launch on ``stream`` with given ``(pointer, shape)`` inputs and outputs, no allocation.
+
+        ``scalars`` are the scalar inputs' values in declaration order. Same plan, packing and
+        checks as a PyTorch call; used where the caller (a TensorRT engine) owns the memory.
+        """
+        in_shapes = [shape for _, shape in inputs]
+        out_shapes = [shape for _, shape in outputs]
+        key = tuple(len(s) for s in in_shapes) + tuple(len(s) for s in out_shapes)
+        program = self.programs.get(key) or self._meta_program(key)
+        v = program(in_shapes, out_shapes)
+        if not (v[0] and v[1] and v[2]):
+            return
+        if v[0] > MAX_GRID[0] or v[1] > MAX_GRID[1] or v[2] > MAX_GRID[2]:
+            self._refuse_grid(v[0:3])
+        scalar_values = iter(scalars)
+        head = [inputs[p.tensor_index][0] if p.is_tensor else next(scalar_values) for p in self.plan.params]
+        args_by_position = {p.position: value for p, value in zip(self.plan.params, head) if not p.is_tensor}
+        buffer = getattr(self.local, "buffer", None) or self._new_buffer()
+        try:
+            self.packer.pack_into(buffer.data, 0, *head, *v[7:], *[pointer for pointer, _ in outputs])
+        except (struct.error, OverflowError):
+            self._refuse_values(args_by_position, v[7:])
+            raise
+        fn = self.functions.get(device_index) or self._load(device_index)
+        try:
+            driver.check_launch(driver.launch_in_context(fn, *v[0:7], stream, buffer.address), stream, SETTINGS.sync_after_launch)
+        except driver.DriverError as exc:
+            self._launch_failed(exc)
+
     # -- programs: the plan's expressions compiled per tuple of ranks -------------------------
 
     def _declared_program(self, key: tuple) -> tuple[Callable, tuple]:
@@ -279,6 +318,8 @@ class EagerLauncher:
 
     def _refuse_values(self, args: tuple, extras: tuple) -> None:
         for param in self.plan.params:
+            if param.is_tensor:
+                continue
             value = args[param.position]
             if param.py_type is int and not INT32_MIN <= value <= INT32_MAX:
                 self.where.fail(f"argument {param.name!r} = {value} does not fit the kernel's 32-bit int parameter")
