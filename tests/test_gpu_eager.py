@@ -13,6 +13,7 @@ import torch
 import kernelop as ttk
 from kernelop import driver, nvrtc
 from kernelop.cache import KernelCache
+from kernelop.examples import RELU, ROW_SUM
 
 pytestmark = [
     pytest.mark.gpu,
@@ -36,12 +37,7 @@ def cache(tmp_path):
     return KernelCache(tmp_path)
 
 
-RELU = r"""
-extern "C" __global__ void my_relu(const float* x, int n, float* y) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f;
-}
-"""
+
 
 ADD = r"""
 extern "C" __global__ void add2(const float* a, const float* b, int n, float* y) {
@@ -102,8 +98,7 @@ extern "C" __global__ void affine(const float* x, float alpha, int k, bool negat
 """
 
 
-@pytest.mark.parametrize("alpha,k,negate", [(0.5, 3, False), (-2.25, -7, True), (1e3, 0, True)])
-def test_scalar_inputs_float_int_bool(cache, alpha, k, negate):
+def affine_op(cache) -> str:
     name = op_name("affine")
     ttk.cuda_kernel_op(
         name,
@@ -117,6 +112,12 @@ def test_scalar_inputs_float_int_bool(cache, alpha, k, negate):
         ),
         cache=cache,
     )
+    return name
+
+
+@pytest.mark.parametrize("alpha,k,negate", [(0.5, 3, False), (-2.25, -7, True), (1e3, 0, True)])
+def test_scalar_inputs_float_int_bool(cache, alpha, k, negate):
+    name = affine_op(cache)
     assert str(ns_op(name).default._schema).endswith("(Tensor x, float alpha, int k, bool negate) -> Tensor")
     x = torch.randn(1000, device="cuda")
     expected = alpha * x + k
@@ -157,21 +158,7 @@ def test_nd_geometry_2d_block(cache, shape):
     torch.testing.assert_close(ns_op(name)(x), 2 * x + h - 0.5 * w)
 
 
-ROW_SUM = r"""
-extern "C" __global__ void row_sum(const float* x, int R, float* y) {
-  __shared__ float partial[256];
-  long long row = blockIdx.x;
-  float acc = 0.f;
-  for (int j = threadIdx.x; j < R; j += blockDim.x) acc += x[row * R + j];
-  partial[threadIdx.x] = acc;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) y[row] = partial[0];
-}
-"""
+
 
 
 @pytest.mark.parametrize("keepdim", [False, True])
@@ -404,19 +391,7 @@ def test_nd_block_on_low_rank_output_is_refused(cache):
 
 def test_opcheck_declarative_ops(cache):
     op = relu_op(cache)
-    name = op_name("affine_check")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=SCALARS,
-            kernel_name="affine",
-            inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
-    )
+    name = affine_op(cache)
     utils = ("test_schema", "test_faketensor", "test_aot_dispatch_dynamic")
     torch.library.opcheck(op.default, (torch.randn(5, 7, device="cuda"),), test_utils=utils)
     torch.library.opcheck(ns_op(name).default, (torch.randn(33, device="cuda"), 0.5, 2, True), test_utils=utils)
@@ -467,19 +442,7 @@ def test_element_size_mismatch_with_kernel_pointer_is_refused(cache):
 
 
 def test_int_scalar_overflowing_int32_is_refused(cache):
-    name = op_name("affine_overflow")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=SCALARS,
-            kernel_name="affine",
-            inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
-    )
+    name = affine_op(cache)
     with pytest.raises(ValueError, match=r"argument 'k' = 2147483648 does not fit the kernel's 32-bit int"):
         ns_op(name)(torch.randn(8, device="cuda"), 1.0, 2**31, False)
 
@@ -583,3 +546,33 @@ def test_sync_mode_names_the_faulting_op(tmp_path):
     assert "kernelop.call(fault::write_null): kernel 'write_null' failed" in result.stdout, result.stdout + result.stderr
     assert "CUDA_ERROR_ILLEGAL_ADDRESS" in result.stdout
     assert "restart the process" in result.stdout
+
+
+def test_torch_compile_reduce_overhead_equals_eager(cache):
+    op = relu_op(cache)
+
+    def f(x):
+        return op(x) * 3 - 1
+
+    compiled = torch.compile(f, mode="reduce-overhead", fullgraph=True)
+    x = torch.randn(4096, device="cuda")
+    for _ in range(4):  # warm-up runs, then CUDA graph replays
+        x.copy_(torch.randn(4096, device="cuda"))
+        torch.testing.assert_close(compiled(x), f(x))
+
+
+def test_launch_into_caller_buffers_on_a_given_stream(cache):
+    name = affine_op(cache)
+    from kernelop.launcher import EagerLauncher
+
+    launcher = ns_op(name).default  # the registered impl is the launcher's generated call
+    registration = ttk.registered_ops()[name]
+    eager = EagerLauncher(registration.plan, registration.binaries, None)
+    x = torch.randn(3, 500, device="cuda")
+    y = torch.full_like(x, float("nan"))
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    eager.launch_into(0, [(x.data_ptr(), tuple(x.shape))], [2.0, -3, True], [(y.data_ptr(), tuple(y.shape))], stream.cuda_stream)
+    stream.synchronize()
+    torch.testing.assert_close(y, -(2.0 * x - 3))
+    torch.testing.assert_close(launcher(x, 2.0, -3, True), y)

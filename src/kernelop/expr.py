@@ -36,28 +36,22 @@ class Dim:
 
 
 @dataclass(frozen=True)
-class Add:
+class _Binary:
     a: "Expr"
     b: "Expr"
 
+
+class Add(_Binary):
     def __str__(self) -> str:
         return f"({self.a} + {self.b})"
 
 
-@dataclass(frozen=True)
-class Mul:
-    a: "Expr"
-    b: "Expr"
-
+class Mul(_Binary):
     def __str__(self) -> str:
         return f"{self.a} * {self.b}"
 
 
-@dataclass(frozen=True)
-class CeilDiv:
-    a: "Expr"
-    b: "Expr"
-
+class CeilDiv(_Binary):
     def __str__(self) -> str:
         return f"cdiv({self.a}, {self.b})"
 
@@ -77,7 +71,7 @@ def substitute(expr: Expr, leaf: Callable[[Dim], Expr]) -> Expr:
     """``expr`` with every ``Dim`` replaced by ``leaf(dim)`` (e.g. output dims by their shapes)."""
     if isinstance(expr, Dim):
         return leaf(expr)
-    if isinstance(expr, (Add, Mul, CeilDiv)):
+    if isinstance(expr, _Binary):
         return type(expr)(substitute(expr.a, leaf), substitute(expr.b, leaf))
     return expr
 
