@@ -576,3 +576,23 @@ def test_launch_into_caller_buffers_on_a_given_stream(cache):
     stream.synchronize()
     torch.testing.assert_close(y, -(2.0 * x - 3))
     torch.testing.assert_close(launcher(x, 2.0, -3, True), y)
+
+
+def test_launch_from_a_thread_with_no_current_context(cache):
+    from cuda.bindings import driver as cu
+
+    op = relu_op(cache)
+    x = torch.randn(2048, device="cuda")
+    op(x)
+    seen = {}
+
+    def work() -> None:
+        seen["context_before"] = int(cu.cuCtxGetCurrent()[1])
+        seen["y"] = op(x)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    torch.cuda.synchronize()
+    assert seen["context_before"] == 0  # the case the retry with the pushed context exists for
+    torch.testing.assert_close(seen["y"], torch.relu(x), rtol=0, atol=0)

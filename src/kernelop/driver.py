@@ -135,13 +135,13 @@ def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
         layout.append((int(offset), int(size)))
 
 
-current_context = cu.cuCtxGetCurrent
-"""``(CUresult, CUcontext)``; callers compare ``int(...[1])`` with ``LoadedFunction.context``."""
-
 launch_kernel = cu.cuLaunchKernel
-"""The raw ``cuLaunchKernel``, for a caller that has checked the current context itself."""
+"""The raw ``cuLaunchKernel``: tried first, with whatever context is current on the thread."""
 
 SUCCESS = _SUCCESS
+CONTEXT_ERRORS = frozenset({cu.CUresult.CUDA_ERROR_INVALID_CONTEXT, cu.CUresult.CUDA_ERROR_INVALID_HANDLE})
+"""What a launch returns when the function's context is not current (none on a fresh thread):
+the launch did not happen, and is retried with the context pushed."""
 
 
 def launch_in_context(
