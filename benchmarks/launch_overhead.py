@@ -190,9 +190,6 @@ def main() -> int:
         if isinstance(out, torch.Tensor):
             torch.testing.assert_close(out, torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
     compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
-    loaded = next(iter(ttk.registered_ops()["bench::relu"].binaries._functions.values()))
-    current = int(driver.current_context()[1])
-    print(f"current context is {'the' if current == loaded.context else 'NOT the'} kernel's context")
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
     for _ in range(args.rounds):
