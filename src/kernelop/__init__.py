@@ -4,6 +4,7 @@ The public API mirrors ``torch_tensorrt.kernels``: ``import kernelop as ttk``.
 """
 from .nvrtc import CompileError
 from .ops import cuda_kernel_op, ptx_op, registered_ops
+from .trt_lowering import TensorRTStatus, tensorrt_status
 from .spec import (
     ConverterPriority,
     Custom,
@@ -33,7 +34,9 @@ __all__ = [
     "Reduction",
     "SameAs",
     "ScalarInput",
+    "TensorRTStatus",
     "cuda_kernel_op",
     "ptx_op",
     "registered_ops",
+    "tensorrt_status",
 ]

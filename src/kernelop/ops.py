@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from . import torchop
+from . import torchop, trt_lowering
 from .cache import KernelCache
 from .kernel import KernelBinaries, compile_request_for, target_arch
 from .launcher import EagerLauncher
@@ -61,17 +61,20 @@ def cuda_kernel_op(
     requires_output_allocator: bool = False,
     priority: ConverterPriority = ConverterPriority.STANDARD,
     capability_validator: Optional[Callable[..., Any]] = None,
+    require_aot: bool = False,
     cache: Optional[KernelCache] = None,
 ) -> None:
     """Register a CUDA C++ kernel as ``torch.ops.<ns>.<name>``, compiled with NVRTC now.
 
     ``cache`` (additive) overrides the compile cache taken from the environment.
+    ``require_aot`` (additive) refuses a spec whose TensorRT plugin would be JIT, on every machine.
     """
     where = Where("cuda_kernel_op", op_name)
     namespace, name = check_op_name(where, op_name)
     check_overrides(where, meta_fn, eager_fn, aot_fn, schema, capability_validator)
     _check_converter_options(where, supports_dynamic_shapes, requires_output_allocator, priority)
     check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=eager_fn is not None, has_aot_fn=aot_fn is not None)
+    trt_lowering.check_require_aot(where, spec, aot_fn, require_aot)
     fingerprint = ("cuda", spec, meta_fn, eager_fn, aot_fn, schema, supports_dynamic_shapes, requires_output_allocator, priority, capability_validator)
     if _already_registered(where, op_name, fingerprint):
         return
@@ -95,7 +98,11 @@ def cuda_kernel_op(
         fake_impl = torchop.make_fake_impl(plan)
     else:
         fake_impl = meta_fn if spec.inputs is None else torchop.with_input_checks(Where("call", op_name), plan, meta_fn)
+    plugin = trt_lowering.prepare_tensorrt(where, trt_lowering.PluginRequest(
+        op_name, parsed, spec, plan, binaries, None, spec.kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
+        requires_output_allocator, priority, capability_validator, require_aot))
     library = torchop.register(where, namespace, name, schema_text, impls, fake_impl)
+    trt_lowering.register_tensorrt(where, plugin, library)
     _registry[op_name] = Registration(op_name, fingerprint, schema_text, library, plan, binaries, None)
     log.debug("registered %s%s", op_name, schema_text)
 
@@ -130,7 +137,11 @@ def ptx_op(
     parsed = torchop.parse_schema(where, op_name, schema_text)
     if any(str(r.type) != "Tensor" for r in parsed.returns):
         where.fail(f"schema must return only Tensors (schema: {parsed})")
+    plugin = trt_lowering.prepare_tensorrt(where, trt_lowering.PluginRequest(
+        op_name, parsed, None, None, None, bytes(ptx), kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
+        requires_output_allocator, priority, capability_validator))
     library = torchop.register(where, namespace, name, schema_text, {"CUDA": eager_fn}, meta_fn)
+    trt_lowering.register_tensorrt(where, plugin, library)
     _registry[op_name] = Registration(op_name, fingerprint, schema_text, library, None, None, bytes(ptx))
 
 

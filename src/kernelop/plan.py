@@ -201,7 +201,7 @@ class LaunchPlan:
 def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
     """Derive the plan from an already validated spec."""
     where = Where("cuda_kernel_op", op_name)
-    params = _params(spec)
+    params = params_of(spec)
     outputs = None
     if spec.outputs is not None:
         outputs = tuple(_output_rule(where, spec, i, out) for i, out in enumerate(spec.outputs))
@@ -224,7 +224,8 @@ def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
     return LaunchPlan(op_name, params, outputs, num_outputs, extras, spec.geometry, layout)
 
 
-def _params(spec: KernelSpec) -> tuple[Param, ...]:
+def params_of(spec: KernelSpec) -> tuple[Param, ...]:
+    """The op's parameters in declaration order (what the schema and the kernel layout list)."""
     params = []
     tensor_index = 0
     for position, decl in enumerate(spec.inputs or ()):
