@@ -157,9 +157,9 @@ def _flip_payload_byte(data: bytes) -> bytes:
     return data[:-10] + bytes([data[-10] ^ 0x01]) + data[-9:]
 
 
-def _flip_log_byte(data: bytes) -> bytes:
-    index = data.index(b"registers")
-    return data[:index] + b"R" + data[index + 1 :]
+def _flip_header_byte(data: bytes) -> bytes:
+    index = data.index(b'"sm_90"') + 5
+    return data[:index] + b"1" + data[index + 1 :]
 
 
 def _truncate(data: bytes) -> bytes:
@@ -174,7 +174,7 @@ def _empty(data: bytes) -> bytes:
     return b""
 
 
-@pytest.mark.parametrize("damage", [_flip_payload_byte, _flip_log_byte, _truncate, _garbage, _empty])
+@pytest.mark.parametrize("damage", [_flip_payload_byte, _flip_header_byte, _truncate, _garbage, _empty])
 def test_damaged_entry_is_discarded_recompiled_and_replaced(cache: KernelCache, damage) -> None:
     good = compile_cached(REQUEST, cache)
     (entry,) = cache.entries()
