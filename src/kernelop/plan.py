@@ -71,12 +71,13 @@ class ArgSlot:
 
 @dataclass(frozen=True)
 class LaunchDims:
-    """Grid, block, dynamic shared memory and extras of one launch, for fixed ranks."""
+    """Grid, block, dynamic shared memory and extras of one launch, for fixed ranks: as the
+    plan's expressions, or as their values under one algebra (``trt_lowering.lower_launch``)."""
 
-    grid: tuple[Expr, Expr, Expr]
-    block: tuple[Expr, Expr, Expr]
-    shared_mem: Expr
-    extras: tuple[Expr, ...]
+    grid: tuple[Any, Any, Any]
+    block: tuple[Any, Any, Any]
+    shared_mem: Any
+    extras: tuple[Any, ...]
 
     def all_exprs(self) -> tuple[Expr, ...]:
         return (*self.grid, *self.block, self.shared_mem, *self.extras)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from .expr import INPUT, OUTPUT, evaluate
-from .plan import LaunchPlan
+from .plan import LaunchDims, LaunchPlan
 from .settings import DEFAULT_ARCH
 from .spec import Custom, KernelSpec, ScalarInput
 from .validate import Where, check_flag, is_identifier
@@ -306,21 +306,11 @@ class ShapeExprAlgebra:
         return self.trtp.min(a, b)
 
 
-@dataclass(frozen=True)
-class LoweredLaunch:
-    """Grid, block, dynamic shared memory and extras, each a value of one algebra."""
-
-    grid: Tuple[Any, Any, Any]
-    block: Tuple[Any, Any, Any]
-    shared_mem: Any
-    extras: Tuple[Any, ...]
-
-
-def lower_launch(plan: LaunchPlan, in_ranks: Tuple[int, ...], out_ranks: Tuple[int, ...], algebra: Any) -> LoweredLaunch:
+def lower_launch(plan: LaunchPlan, in_ranks: Tuple[int, ...], out_ranks: Tuple[int, ...], algebra: Any) -> LaunchDims:
     """The plan's launch, interpreted by ``algebra``: one code path for ShapeExprs, sympy and ints."""
     dims = plan.launch_dims(in_ranks, out_ranks)
     value = lambda e: evaluate(e, algebra)  # noqa: E731
-    return LoweredLaunch(
+    return LaunchDims(
         tuple(value(e) for e in dims.grid),  # type: ignore[arg-type]
         tuple(value(e) for e in dims.block),  # type: ignore[arg-type]
         value(dims.shared_mem),
@@ -342,7 +332,7 @@ def sym_int32(trtp: Any, value: Any) -> Any:
     return trtp.SymInt32(value)
 
 
-def launch_params(trtp: Any, lowered: LoweredLaunch) -> Tuple[Any, Any]:
+def launch_params(trtp: Any, lowered: LaunchDims) -> Tuple[Any, Any]:
     """``(KernelLaunchParams, SymIntExprs)`` for an AOT plugin from a lowered launch."""
     params = trtp.KernelLaunchParams()
     params.grid_x, params.grid_y, params.grid_z = lowered.grid
