@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from .cache import KernelCache
 from .nvrtc import CompileError, CompileRequest, compile_kernel
-from .settings import DEFAULT_ARCH, SETTINGS
+from .settings import DEFAULT_ARCH
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 from cuda.bindings import driver as cu
 
+from .counters import Counter
+
 
 STICKY_ERRORS = frozenset(
     {
@@ -37,11 +39,6 @@ class DriverError(RuntimeError):
     @property
     def sticky(self) -> bool:
         return self.code in STICKY_ERRORS
-
-
-@dataclass
-class Counter:
-    count: int = 0
 
 
 MODULE_LOAD_COUNTER = Counter()
@@ -114,7 +111,7 @@ def load_function(device_index: int, cubin: bytes, lowered_name: str) -> LoadedF
     ctx = primary_context(device_index)
     with in_context(ctx):
         module = check(cu.cuModuleLoadData(cubin), "cuModuleLoadData")
-        MODULE_LOAD_COUNTER.count += 1
+        MODULE_LOAD_COUNTER.increment()
         function = check(cu.cuModuleGetFunction(module, lowered_name.encode()), f"cuModuleGetFunction({lowered_name})")
         layout = param_layout(function)
     return LoadedFunction(device_index, ctx, module, function, layout)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cuda.bindings import nvrtc as _nvrtc
+
+from .counters import Counter
 
 _ARCH_PATTERN = re.compile(r"sm_\d+[af]?")
 _SYSTEM_CUDA_ROOTS: tuple[str, ...] = ("/usr/local/cuda",)
@@ -111,19 +112,7 @@ class CompileError(RuntimeError):
         )
 
 
-@dataclass
-class _Counter:
-    """Counts NVRTC runs in this process, so tests can prove a cache hit skipped NVRTC."""
-
-    count: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def increment(self) -> None:
-        with self._lock:
-            self.count += 1
-
-
-COMPILE_COUNTER = _Counter()
+COMPILE_COUNTER = Counter()
 
 
 @functools.cache
