@@ -20,7 +20,7 @@ from . import torchop, trt_lowering
 from .cache import KernelCache
 from .kernel import KernelBinaries, compile_request_for, target_arch
 from .launcher import EagerLauncher
-from .plan import LaunchPlan, build_plan
+from .plan import LaunchPlan, build_plan, params_of
 from .signature import pointer_element_sizes
 from .spec import ConverterPriority, KernelSpec
 from .validate import Where, check_flag, check_op_name, check_overrides, check_priority, check_spec
@@ -79,25 +79,13 @@ def cuda_kernel_op(
     if _already_registered(where, op_name, fingerprint):
         return
 
-    plan = build_plan(op_name, spec, num_outputs=1)
-    schema_text = torchop.derive_schema(where, spec, plan.params, meta_fn, schema)
+    schema_text = torchop.derive_schema(where, spec, params_of(spec), meta_fn, schema)
     parsed = torchop.parse_schema(where, op_name, schema_text)
     plan = build_plan(op_name, spec, num_outputs=len(parsed.returns))
     torchop.check_schema_against_plan(where, parsed, plan, spec)
-
-    request = compile_request_for(op_name, spec.kernel_source, spec.kernel_name, target_arch(spec.arch_override), spec.compile_std, spec.include_paths)
-    binaries = KernelBinaries(op_name, request, cache or KernelCache.from_settings(), plan if spec.inputs is not None else None)
-    binaries.for_arch(request.arch)  # compile errors surface here, at registration
-
-    if eager_fn is not None:
-        impls = {"CUDA": eager_fn}
-    else:
-        launcher = EagerLauncher(plan, binaries, meta_fn, pointer_element_sizes(spec.kernel_source, spec.kernel_name))
-        impls = {"CUDA": launcher.call, "CPU": launcher.call}  # on CPU tensors it explains what it needs
-    if meta_fn is None:
-        fake_impl = torchop.make_fake_impl(plan)
-    else:
-        fake_impl = meta_fn if spec.inputs is None else torchop.with_input_checks(Where("call", op_name), plan, meta_fn)
+    binaries = _compile(op_name, spec, plan, cache or KernelCache.from_settings())
+    impls = _cuda_impls(spec, plan, binaries, meta_fn, eager_fn)
+    fake_impl = _fake_impl(op_name, spec, plan, meta_fn)
     plugin = trt_lowering.prepare_tensorrt(where, trt_lowering.PluginRequest(
         op_name, parsed, spec, plan, binaries, None, spec.kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
         requires_output_allocator, priority, capability_validator, require_aot))
@@ -105,6 +93,32 @@ def cuda_kernel_op(
     trt_lowering.register_tensorrt(where, plugin, library)
     _registry[op_name] = Registration(op_name, fingerprint, schema_text, library, plan, binaries, None)
     log.debug("registered %s%s", op_name, schema_text)
+
+
+def _compile(op_name: str, spec: KernelSpec, plan: LaunchPlan, cache: KernelCache) -> KernelBinaries:
+    """Compile now, so a compile error surfaces at registration, with or without a GPU."""
+    arch = target_arch(spec.arch_override)
+    request = compile_request_for(op_name, spec.kernel_source, spec.kernel_name, arch, spec.compile_std, spec.include_paths)
+    binaries = KernelBinaries(op_name, request, cache, plan if spec.inputs is not None else None)
+    binaries.for_arch(arch)
+    return binaries
+
+
+def _cuda_impls(spec: KernelSpec, plan: LaunchPlan, binaries: KernelBinaries, meta_fn: Optional[Callable[..., Any]], eager_fn: Optional[Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """``eager_fn`` for CUDA, else kernelop's launcher for CUDA and for CPU (where it explains what it needs)."""
+    if eager_fn is not None:
+        return {"CUDA": eager_fn}
+    launcher = EagerLauncher(plan, binaries, meta_fn, pointer_element_sizes(spec.kernel_source, spec.kernel_name))
+    return {"CUDA": launcher.call, "CPU": launcher.call}
+
+
+def _fake_impl(op_name: str, spec: KernelSpec, plan: LaunchPlan, meta_fn: Optional[Callable[..., Any]]) -> Callable[..., Any]:
+    """Shapes from the plan, or ``meta_fn`` behind the same input checks as the eager launch."""
+    if meta_fn is None:
+        return torchop.make_fake_impl(plan)
+    if spec.inputs is None:
+        return meta_fn
+    return torchop.with_input_checks(Where("call", op_name), plan, meta_fn)
 
 
 def ptx_op(
