@@ -344,6 +344,10 @@ def test_kernel_signature_mismatch_is_refused(cache):
     )
     with pytest.raises(ValueError, match=r"(?s)my_relu.*3 parameters.*spec's 2.*x: pointer.*y: pointer"):
         ns_op(name)(torch.randn(8, device="cuda"))
+    loads = driver.MODULE_LOAD_COUNTER.count
+    with pytest.raises(ValueError, match="do not match the spec"):  # refused again, without reloading
+        ns_op(name)(torch.randn(8, device="cuda"))
+    assert driver.MODULE_LOAD_COUNTER.count == loads
 
 
 def test_cpu_tensor_is_refused(cache):

@@ -1,6 +1,7 @@
 """One registered kernel's binaries: compiled per architecture, loaded per device, checked once."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Optional
 
@@ -12,6 +13,7 @@ from .nvrtc import CompiledKernel, CompileRequest
 from .plan import CTYPE_SIZES, LaunchPlan, describe_slot
 from .settings import DEFAULT_ARCH
 from .validate import Where
+
 
 def device_arch(device_index: int) -> str:
     major, minor = torch.cuda.get_device_capability(device_index)
@@ -35,6 +37,7 @@ class KernelBinaries:
         self.plan = plan
         self._binaries: dict[str, CompiledKernel] = {}
         self._functions: dict[int, LoadedFunction] = {}
+        self._refusal: Optional[ValueError] = None  # a signature mismatch holds on every device
         self._lock = threading.Lock()
 
     def for_arch(self, arch: str) -> CompiledKernel:
@@ -49,20 +52,24 @@ class KernelBinaries:
         fn = self._functions.get(device_index)
         if fn is None:
             with self._lock:
+                if self._refusal is not None:
+                    raise self._refusal
                 fn = self._functions.get(device_index)
                 if fn is None:
                     binary = self.for_arch(device_arch(device_index))
                     fn = load_function(device_index, binary.cubin, binary.lowered_name)
                     if self.plan is not None:
-                        check_param_layout(Where("call", self.op_name), self.request.kernel_name, fn, self.plan)
+                        try:
+                            check_param_layout(Where("call", self.op_name), self.request.kernel_name, fn, self.plan)
+                        except ValueError as exc:
+                            self._refusal = exc
+                            raise
                     self._functions[device_index] = fn
         return fn
 
 
 def _with_arch(request: CompileRequest, arch: str) -> CompileRequest:
-    from dataclasses import replace
-
-    return replace(request, arch=arch)
+    return dataclasses.replace(request, arch=arch)
 
 
 def check_param_layout(where: Where, kernel_name: str, fn: LoadedFunction, plan: LaunchPlan) -> None:
