@@ -27,6 +27,13 @@ def op_name(stem: str) -> str:
     return f"kgpu::{stem}_{next(_names)}"
 
 
+def register(cache, stem: str, **spec_fields) -> str:
+    """Register a fresh op named after ``stem`` from KernelSpec fields; returns its name."""
+    name = op_name(stem)
+    ttk.cuda_kernel_op(name, ttk.KernelSpec(**spec_fields), cache=cache)
+    return name
+
+
 def ns_op(name: str):
     ns, op = name.split("::")
     return getattr(getattr(torch.ops, ns), op)
@@ -48,18 +55,15 @@ extern "C" __global__ void add2(const float* a, const float* b, int n, float* y)
 
 
 def relu_op(cache, block=256):
-    name = op_name("relu")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=RELU,
-            kernel_name="my_relu",
-            inputs=[ttk.InputDecl("x", dtype=torch.float32)],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(block,), layout="flat"),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "relu",
+        kernel_source=RELU,
+        kernel_name="my_relu",
+        inputs=[ttk.InputDecl("x", dtype=torch.float32)],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(block,), layout="flat"),
     )
     return ns_op(name)
 
@@ -86,18 +90,15 @@ extern "C" __global__ void affine(const float* x, float alpha, int k, bool negat
 
 
 def affine_op(cache) -> str:
-    name = op_name("affine")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=SCALARS,
-            kernel_name="affine",
-            inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "affine",
+        kernel_source=SCALARS,
+        kernel_name="affine",
+        inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float), ttk.ScalarInput("k", int), ttk.ScalarInput("negate", bool)],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(256,)),
     )
     return name
 
@@ -126,18 +127,15 @@ extern "C" __global__ void nd_mix(const float* x, int H, int W, float* y) {
 
 @pytest.mark.parametrize("shape", [(33, 47), (3, 17, 40), (2, 3, 5, 70)])
 def test_nd_geometry_2d_block(cache, shape):
-    name = op_name("nd")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=ND,
-            kernel_name="nd_mix",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.DimSize("x", -2), ttk.DimSize("x", -1)],
-            geometry=ttk.Elementwise(block=(16, 8), layout="nd"),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "nd",
+        kernel_source=ND,
+        kernel_name="nd_mix",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+        extras=[ttk.DimSize("x", -2), ttk.DimSize("x", -1)],
+        geometry=ttk.Elementwise(block=(16, 8), layout="nd"),
     )
     x = torch.randn(shape, device="cuda")
     h = torch.arange(shape[-2], device="cuda", dtype=torch.float32).view(-1, 1)
@@ -151,18 +149,15 @@ def test_nd_geometry_2d_block(cache, shape):
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("shape", [(7, 1000), (3, 4, 513)])
 def test_reduction_keepdim(cache, keepdim, shape):
-    name = op_name("rowsum")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=ROW_SUM,
-            kernel_name="row_sum",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.ReduceDims("x", (-1,), keepdim=keepdim))],
-            extras=[ttk.DimSize("x", -1)],
-            geometry=ttk.Reduction(reduce_dims=(-1,), block_size=256),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "rowsum",
+        kernel_source=ROW_SUM,
+        kernel_name="row_sum",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.ReduceDims("x", (-1,), keepdim=keepdim))],
+        extras=[ttk.DimSize("x", -1)],
+        geometry=ttk.Reduction(reduce_dims=(-1,), block_size=256),
     )
     x = torch.randn(shape, device="cuda")
     out = ns_op(name)(x)
@@ -180,18 +175,15 @@ extern "C" __global__ void sincos_k(const float* x, int n, float* s, float* c) {
 
 
 def test_two_outputs_one_launch(cache):
-    name = op_name("sincos")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=SINCOS,
-            kernel_name="sincos_k",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("s", shape=ttk.SameAs("x")), ttk.OutputDecl("c", shape=ttk.SameAs("x"))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "sincos",
+        kernel_source=SINCOS,
+        kernel_name="sincos_k",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("s", shape=ttk.SameAs("x")), ttk.OutputDecl("c", shape=ttk.SameAs("x"))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(256,)),
     )
     x = torch.randn(4, 999, device="cuda")
     s, c = ns_op(name)(x)
@@ -209,18 +201,15 @@ extern "C" __global__ void cast_like(const float* x, const __half* like, int n, 
 
 
 def test_dtype_from_and_fp16_header(cache):
-    name = op_name("cast")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=CAST_HALF,
-            kernel_name="cast_like",
-            inputs=[ttk.InputDecl("x", dtype=torch.float32), ttk.InputDecl("like", dtype=torch.float16)],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"), dtype_from="like")],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "cast",
+        kernel_source=CAST_HALF,
+        kernel_name="cast_like",
+        inputs=[ttk.InputDecl("x", dtype=torch.float32), ttk.InputDecl("like", dtype=torch.float16)],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"), dtype_from="like")],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(256,)),
     )
     x = torch.randn(3000, device="cuda")
     out = ns_op(name)(x, torch.empty(1, device="cuda", dtype=torch.float16))
@@ -330,17 +319,14 @@ def test_no_compile_or_module_load_after_warm_up(cache):
 
 
 def test_kernel_signature_mismatch_is_refused(cache):
-    name = op_name("mismatch")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=RELU,
-            kernel_name="my_relu",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "mismatch",
+        kernel_source=RELU,
+        kernel_name="my_relu",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+        geometry=ttk.Elementwise(block=(256,)),
     )
     with pytest.raises(ValueError, match=r"(?s)my_relu.*3 parameters.*spec's 2.*x: pointer.*y: pointer"):
         ns_op(name)(torch.randn(8, device="cuda"))
@@ -363,18 +349,15 @@ def test_wrong_declared_dtype_is_refused(cache):
 
 
 def test_nd_block_on_low_rank_output_is_refused(cache):
-    name = op_name("nd_low")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=ND,
-            kernel_name="nd_mix",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.DimSize("x", -1), ttk.DimSize("x", -1)],
-            geometry=ttk.Elementwise(block=(16, 16), layout="nd"),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "nd_low",
+        kernel_source=ND,
+        kernel_name="nd_mix",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+        extras=[ttk.DimSize("x", -1), ttk.DimSize("x", -1)],
+        geometry=ttk.Elementwise(block=(16, 16), layout="nd"),
     )
     with pytest.raises(ValueError, match="rank 1"):
         ns_op(name)(torch.randn(10, device="cuda"))
@@ -402,18 +385,15 @@ def test_torch_compile_fullgraph(cache, dynamic):
 
 
 def add2_op(cache):
-    name = op_name("add2")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=ADD,
-            kernel_name="add2",
-            inputs=[ttk.InputDecl("a"), ttk.InputDecl("b")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("a"))],
-            extras=[ttk.Numel("a")],
-            geometry=ttk.Elementwise(block=(128,)),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "add2",
+        kernel_source=ADD,
+        kernel_name="add2",
+        inputs=[ttk.InputDecl("a"), ttk.InputDecl("b")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("a"))],
+        extras=[ttk.Numel("a")],
+        geometry=ttk.Elementwise(block=(128,)),
     )
     return ns_op(name)
 
@@ -447,18 +427,15 @@ extern "C" __global__ void copy_bytes(const unsigned char* x, int n, unsigned ch
 
 
 def test_extra_overflowing_int32_is_refused(cache):
-    name = op_name("copy_bytes")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=COPY_BYTES,
-            kernel_name="copy_bytes",
-            inputs=[ttk.InputDecl("x", dtype=torch.uint8)],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,)),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "copy_bytes",
+        kernel_source=COPY_BYTES,
+        kernel_name="copy_bytes",
+        inputs=[ttk.InputDecl("x", dtype=torch.uint8)],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(256,)),
     )
     big = torch.empty(2**31 + 5, dtype=torch.uint8, device="cuda")
     with pytest.raises(ValueError, match=r"extra numel\(x\) = 2147483653 does not fit the kernel's 32-bit int"):
@@ -469,18 +446,15 @@ def test_extra_overflowing_int32_is_refused(cache):
 
 
 def test_grid_beyond_device_limits_is_refused(cache):
-    name = op_name("nd_fold")
-    ttk.cuda_kernel_op(
-        name,
-        ttk.KernelSpec(
-            kernel_source=RELU,
-            kernel_name="my_relu",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(32,), layout="nd"),
-        ),
-        cache=cache,
+    name = register(
+        cache,
+        "nd_fold",
+        kernel_source=RELU,
+        kernel_name="my_relu",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(32,), layout="nd"),
     )
     with pytest.raises(ValueError, match=r"grid \(1, 1, 140000\) exceeds the CUDA limits"):
         ns_op(name)(torch.randn(70000, 2, 32, device="cuda"))
