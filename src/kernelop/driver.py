@@ -152,6 +152,16 @@ def launch_in_context(
         return launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
 
 
+def finish_launch(
+    fn: LoadedFunction, result: Any, dims: tuple, stream: int, params_address: int, synchronize: bool
+) -> None:
+    """After a ``launch_kernel`` that did not plainly succeed (or to synchronise): retry a launch
+    refused for want of the function's context with that context pushed, then check the result."""
+    if result in CONTEXT_ERRORS:
+        result = launch_in_context(fn, *dims, stream, params_address)
+    check_launch(result, stream, synchronize)
+
+
 def check_launch(result: Any, stream: int, synchronize: bool) -> None:
     """Raise ``DriverError`` for a failed launch, or (with ``synchronize``) a fault while it ran."""
     if result != _SUCCESS:
