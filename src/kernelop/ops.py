@@ -149,8 +149,7 @@ def ptx_op(
         return
     schema_text = torchop.derive_schema(where, None, (), meta_fn, schema)
     parsed = torchop.parse_schema(where, op_name, schema_text)
-    if any(str(r.type) != "Tensor" for r in parsed.returns):
-        where.fail(f"schema must return only Tensors (schema: {parsed})")
+    torchop.check_returns_tensors(where, parsed)
     plugin = trt_lowering.prepare_tensorrt(where, trt_lowering.PluginRequest(
         op_name, parsed, None, None, None, bytes(ptx), kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
         requires_output_allocator, priority, capability_validator))

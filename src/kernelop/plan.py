@@ -126,15 +126,20 @@ class LaunchPlan:
             self._where().fail(f"{what} axis {axis} is out of range for a tensor of rank {rank}")
         return axis % max(rank, 1)
 
+    def _reduced_axes(self, dims: tuple[int, ...], rank: int, what: str) -> set[int]:
+        """``dims`` as non-negative axes of a tensor of ``rank``, each named once."""
+        reduced = {self._normalize(d, rank, what) for d in dims}
+        if len(reduced) != len(dims):
+            self._where().fail(f"{what} {tuple(dims)} name the same axis twice at rank {rank}")
+        return reduced
+
     def _output_shape(self, rule: OutputRule, in_ranks: tuple[int, ...]) -> tuple[Expr, ...]:
         rank = in_ranks[rule.source]
         dims = [Dim(INPUT, rule.source, a) for a in range(rank)]
         if rule.reduce_dims is None:
             return tuple(dims)
-        what = f"output {rule.name!r} ReduceDims of input {self._tensor_name(rule.source)!r}:"
-        reduced = {self._normalize(d, rank, what) for d in rule.reduce_dims}
-        if len(reduced) != len(rule.reduce_dims):
-            self._where().fail(f"{what} dims {rule.reduce_dims} name the same axis twice at rank {rank}")
+        what = f"output {rule.name!r} ReduceDims of input {self._tensor_name(rule.source)!r}: dims"
+        reduced = self._reduced_axes(rule.reduce_dims, rank, what)
         if rule.keepdim:
             return tuple(Const(1) if a in reduced else d for a, d in enumerate(dims))
         return tuple(d for a, d in enumerate(dims) if a not in reduced)
@@ -185,10 +190,8 @@ class LaunchPlan:
     def _reduction(self, geometry: Reduction, in_ranks: tuple[int, ...]):
         source = self._reduced_input(geometry)
         rank = in_ranks[source]
-        what = f"geometry Reduction over input {self._tensor_name(source)!r}:"
-        reduced = {self._normalize(d, rank, what) for d in geometry.reduce_dims}
-        if len(reduced) != len(geometry.reduce_dims):
-            self._where().fail(f"{what} reduce_dims {geometry.reduce_dims} name the same axis twice at rank {rank}")
+        what = f"geometry Reduction over input {self._tensor_name(source)!r}: reduce_dims"
+        reduced = self._reduced_axes(geometry.reduce_dims, rank, what)
         kept = product([Dim(INPUT, source, a) for a in range(rank) if a not in reduced])
         return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
 

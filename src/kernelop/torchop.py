@@ -65,6 +65,10 @@ def check_schema_against_plan(where: Where, parsed: Any, plan: LaunchPlan, spec:
             where.fail(f"schema arguments {got} do not match the declared inputs {want} (schema: {parsed})")
     if spec.outputs is not None and len(parsed.returns) != len(spec.outputs):
         where.fail(f"schema returns {len(parsed.returns)} values but {len(spec.outputs)} outputs are declared (schema: {parsed})")
+    check_returns_tensors(where, parsed)
+
+
+def check_returns_tensors(where: Where, parsed: Any) -> None:
     if any(str(r.type) != "Tensor" for r in parsed.returns):
         where.fail(f"schema must return only Tensors (schema: {parsed})")
 
