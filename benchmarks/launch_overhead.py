@@ -200,7 +200,9 @@ def main() -> int:
     assert (nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count) == (compiles, loads), "compile or load after warm-up"
     medians = {label: statistics.median(values) for label, values in samples.items()}
     base = medians["torch.relu"]
+    backend = driver.launch_backend()
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.rounds} rounds x {args.calls} calls, relu over {N} float32")
+    print(f"kernelop launch path: {backend.name} ({backend.reason})")
     print(f"{'candidate':58s} {'us/call':>9s} {'spread':>9s} {'vs torch.relu':>14s}")
     for label, values in samples.items():
         spread = max(values) - min(values)

@@ -561,3 +561,58 @@ def test_launch_from_a_thread_with_no_current_context(cache):
     torch.cuda.synchronize()
     assert seen["context_before"] == 0  # the case the retry with the pushed context exists for
     torch.testing.assert_close(seen["y"], torch.relu(x), rtol=0, atol=0)
+
+
+def test_launches_go_through_the_native_shim_where_it_builds(cache):
+    import sysconfig
+
+    from kernelop import launch_shim
+
+    relu_op(cache)(torch.randn(8, device="cuda"))
+    backend = driver.launch_backend()
+    buildable = Path(sysconfig.get_paths()["include"], "Python.h").is_file() and launch_shim.compilers()
+    if os.environ.get("KERNELOP_NATIVE_LAUNCH", "1") == "0" or not buildable:
+        assert backend.name == "cuda-bindings"
+    else:
+        assert backend.name == "native", backend.reason
+
+
+@pytest.fixture(params=["native", "cuda-bindings"])
+def launch_path(request, monkeypatch):
+    """Each launch path in turn, for ops registered (and first called) within the test."""
+    if request.param == "cuda-bindings":
+        monkeypatch.setattr(driver, "_backend", driver.LaunchBackend("cuda-bindings", driver.bindings_launch, "test"))
+    elif driver.launch_backend().name != "native":
+        pytest.skip(f"the native launch is not available here: {driver.launch_backend().reason}")
+    return request.param
+
+
+def test_each_launch_path_matches_pytorch_also_from_a_fresh_thread(cache, launch_path):
+    op = relu_op(cache)
+    for shape in [(1000,), (0,), (3, 5000)]:
+        x = torch.randn(shape, device="cuda")
+        torch.testing.assert_close(op(x), torch.relu(x), rtol=0, atol=0)
+    x = torch.randn(4096, device="cuda")
+    seen = {}
+    thread = threading.Thread(target=lambda: seen.setdefault("y", op(x)))
+    thread.start()
+    thread.join()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(seen["y"], torch.relu(x), rtol=0, atol=0)
+
+
+def test_each_launch_path_reports_a_refused_launch_with_the_op_name(cache, launch_path):
+    """Dynamic shared memory over the 48 KiB default: the driver refuses the launch itself."""
+    name = register(
+        cache,
+        "too_much_shared",
+        kernel_source=RELU,
+        kernel_name="my_relu",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(256,), layout="flat", shared_mem_bytes=100_000),
+    )
+    with pytest.raises(RuntimeError, match=rf"{name}.*cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"):
+        ns_op(name)(torch.randn(100, device="cuda"))
+    torch.cuda.synchronize()  # the refusal is not a fault: the context stays usable

@@ -717,8 +717,7 @@ def deploy(request: tl.PluginRequest, **backend_fields: Any):
 def eager_launch(plan, in_shapes):
     """Grid, block, shared memory, extras and output shapes exactly as the eager launcher computes them."""
     in_ranks = tuple(len(s) for s in in_shapes)
-    program, _ = EagerLauncher(plan, None, None)._declared_program(in_ranks)
-    values = program(list(in_shapes), ())
+    values = EagerLauncher(plan, None, None).launch_values(list(in_shapes))
     n = len(plan.extras)
     out_exprs = [e for shape in plan.output_shapes(in_ranks) for e in shape]
     flat = list(compile_int(out_exprs)(list(in_shapes), ())) if out_exprs else []

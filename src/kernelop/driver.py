@@ -5,13 +5,17 @@ function handle is only valid in the context that loaded it.
 """
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 from cuda.bindings import driver as cu
 
+from . import launch_shim
 from .counters import Counter
+from .settings import SETTINGS
 
 
 STICKY_ERRORS = frozenset(
@@ -49,7 +53,7 @@ _contexts: dict[int, int] = {}
 
 
 def error_name(result: Any) -> str:
-    err, name = cu.cuGetErrorName(result)
+    err, name = cu.cuGetErrorName(cu.CUresult(int(result)))
     return name.decode() if err == _SUCCESS and name else str(result)
 
 
@@ -104,6 +108,7 @@ class LoadedFunction:
     context: int
     module: Any
     function: Any
+    handle: int  # the CUfunction as an int, for the native launch
     param_layout: tuple[tuple[int, int], ...] | None  # (offset, size) per kernel parameter
 
 
@@ -114,7 +119,7 @@ def load_function(device_index: int, cubin: bytes, lowered_name: str) -> LoadedF
         MODULE_LOAD_COUNTER.increment()
         function = check(cu.cuModuleGetFunction(module, lowered_name.encode()), f"cuModuleGetFunction({lowered_name})")
         layout = param_layout(function)
-    return LoadedFunction(device_index, ctx, module, function, layout)
+    return LoadedFunction(device_index, ctx, module, function, int(function), layout)
 
 
 def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
@@ -133,40 +138,83 @@ def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
 
 
 launch_kernel = cu.cuLaunchKernel
-"""The raw ``cuLaunchKernel``: tried first, with whatever context is current on the thread."""
+"""``cuLaunchKernel`` through cuda-bindings, for launches that push a context first."""
 
-SUCCESS = _SUCCESS
-CONTEXT_ERRORS = frozenset({cu.CUresult.CUDA_ERROR_INVALID_CONTEXT, cu.CUresult.CUDA_ERROR_INVALID_HANDLE})
+SUCCESS = 0
+CONTEXT_ERRORS = frozenset({int(cu.CUresult.CUDA_ERROR_INVALID_CONTEXT), int(cu.CUresult.CUDA_ERROR_INVALID_HANDLE)})
 """What a launch returns when the function's context is not current (none on a fresh thread):
 the launch did not happen, and is retried with the context pushed."""
 
 
+def bindings_launch(function: int, dims: tuple, stream: int, params_address: int) -> Any:
+    """The native launch's signature over cuda-bindings: where the shim cannot be built."""
+    return launch_kernel(function, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], stream, params_address, 0)[0]
+
+
+@dataclass(frozen=True)
+class LaunchBackend:
+    """How eager calls reach ``cuLaunchKernel``: ``launch(function, dims, stream, params) -> CUresult``."""
+
+    name: str  # "native" or "cuda-bindings"
+    launch: Callable[[int, tuple, int, int], Any]
+    reason: str
+
+
+_backend: Optional[LaunchBackend] = None
+
+
+def launch_backend() -> LaunchBackend:
+    """The process's launch path, chosen on first use: the native shim where it builds."""
+    global _backend
+    if _backend is None:
+        with _lock:
+            if _backend is None:
+                _backend = _choose_backend()
+    return _backend
+
+
+def _choose_backend() -> LaunchBackend:
+    if not SETTINGS.native_launch:
+        return LaunchBackend("cuda-bindings", bindings_launch, "KERNELOP_NATIVE_LAUNCH=0")
+    directory = SETTINGS.cache_dir if SETTINGS.cache_enabled else Path(tempfile.mkdtemp(prefix="kernelop-"))
+    loaded = launch_shim.load(directory)
+    if loaded.module is None:
+        return LaunchBackend("cuda-bindings", bindings_launch, loaded.reason)
+    check(cu.cuInit(0), "cuInit")
+    version = check(cu.cuDriverGetVersion(), "cuDriverGetVersion")
+    entry, _status = check(
+        cu.cuGetProcAddress(b"cuLaunchKernel", version, cu.CUdriverProcAddress_flags.CU_GET_PROC_ADDRESS_DEFAULT),
+        "cuGetProcAddress(cuLaunchKernel)",
+    )
+    if not int(entry):
+        return LaunchBackend("cuda-bindings", bindings_launch, "the driver has no cuLaunchKernel entry point")
+    loaded.module.set_entry(int(entry))
+    return LaunchBackend("native", loaded.module.launch, loaded.reason)
+
+
 def launch_in_context(
     fn: LoadedFunction, gx: int, gy: int, gz: int, bx: int, by: int, bz: int, shared_mem: int, stream: int, params_address: int
-) -> Any:
+) -> int:
     """``cuLaunchKernel`` with the function's context pushed for the call; returns the CUresult.
 
     Needed on a thread where no context, or another device's, is current (a fresh thread, say).
     """
     with in_context(fn.context):
-        return launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0]
+        return int(launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0])
 
 
-def finish_launch(
-    fn: LoadedFunction, result: Any, dims: tuple, stream: int, params_address: int, synchronize: bool
-) -> None:
-    """After a ``launch_kernel`` that did not plainly succeed (or to synchronise): retry a launch
-    refused for want of the function's context with that context pushed, then check the result."""
-    if result in CONTEXT_ERRORS:
-        result = launch_in_context(fn, *dims, stream, params_address)
+def finish_launch(fn: LoadedFunction, result: Any, dims: tuple, stream: int, params_address: int, synchronize: bool) -> None:
+    """After a launch that did not plainly succeed (or to synchronise): retry a launch refused
+    for want of the function's context with that context pushed, then check the result."""
+    if int(result) in CONTEXT_ERRORS:
+        result = launch_in_context(fn, *dims[0:7], stream, params_address)
     check_launch(result, stream, synchronize)
 
 
 def check_launch(result: Any, stream: int, synchronize: bool) -> None:
     """Raise ``DriverError`` for a failed launch, or (with ``synchronize``) a fault while it ran."""
-    if result != _SUCCESS:
+    if int(result) != SUCCESS:
         name = error_name(result)
         raise DriverError(f"cuLaunchKernel failed: {name}", name)
     if synchronize:
         check(cu.cuStreamSynchronize(stream), "cuStreamSynchronize")
-

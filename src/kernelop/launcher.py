@@ -1,9 +1,11 @@
 """The eager CUDA path: check inputs, allocate outputs, pack arguments, launch on the current stream.
 
-Per call it only reads shapes, evaluates one closure compiled per tuple of ranks, packs the
-parameters with one ``struct`` call into a per-thread buffer, and calls the driver. Everything
-else (argument layout, dtype rules, limits) is decided at registration. Problems are detected
-with cheap predicates; the slow path that explains them runs only when one fails.
+Per call it only reads shapes, looks their launch values up (computed and checked against the
+device limits once per distinct shape, from a closure compiled per tuple of ranks), packs the
+parameters with one ``struct`` call into a per-thread buffer, and calls the driver through the
+native launch (``launch_shim``). Everything else (argument layout, dtype rules) is decided at
+registration. Problems are detected with cheap predicates; the slow path that explains them runs
+only when one fails.
 
 A CUDA fault inside a kernel (illegal address, trap) poisons the process's CUDA context: every
 later CUDA call fails. With ``KERNELOP_SYNC=1`` each launch is followed by a stream
@@ -29,6 +31,8 @@ from .validate import Where
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_GRID = (2**31 - 1, 65535, 65535)
+MAX_REMEMBERED_SHAPES = 4096
+"""Launch values kept per op; past this many distinct shapes the memo starts over."""
 _FORMATS = {"ptr": "Q", "float": "f", "int": "i", "bool": "?"}
 _raw_stream = torch._C._cuda_getCurrentRawStream if hasattr(torch._C, "_cuda_getCurrentRawStream") else None
 
@@ -88,14 +92,14 @@ class EagerLauncher:
         self.packer = struct.Struct(struct_format(ctypes_names))
         self.offsets = _offsets(ctypes_names)
         self.local = threading.local()
-        self.programs: dict[tuple, Any] = {}
+        self.programs: dict[tuple, Callable[..., tuple]] = {}
+        self.dims: dict[Any, tuple] = {}
         self.functions: dict[int, driver.LoadedFunction] = {}
         self.source = self._generate()
-        namespace = {
-            "allowed": tuple(allowed for _, allowed in self.tensor_rules),
-            "programs": self.programs,
-            "declared_program": self._declared_program,
-            "meta_program": self._meta_program,
+        self.namespace: dict[str, Any] = {
+            **{f"allowed{i}": allowed for i, allowed in self.tensor_rules},
+            "dims": self.dims,
+            "dims_for": self._dims_for,
             "meta_outputs": self._meta_outputs,
             "empty_like": torch.empty_like,
             "functions": self.functions,
@@ -105,18 +109,16 @@ class EagerLauncher:
             "pack_into": self.packer.pack_into,
             "pack_errors": (struct.error, OverflowError),
             "raw_stream": _raw_stream,
-            "launch_kernel": driver.launch_kernel,
+            "launch": None,  # bound by ``_load``, before the first launch
             "finish_launch": driver.finish_launch,
-            "SUCCESS": driver.SUCCESS,
             "sync": SETTINGS.sync_after_launch,
             "DriverError": driver.DriverError,
             "refuse_tensors": self._refuse_tensors,
-            "refuse_grid": self._refuse_grid,
             "refuse_values": self._refuse_values,
             "launch_failed": self._launch_failed,
         }
-        exec(compile(self.source, f"<kernelop launcher for {plan.op_name}>", "exec"), namespace)  # noqa: S102
-        self.call: Callable[..., Any] = namespace["call"]
+        exec(compile(self.source, f"<kernelop launcher for {plan.op_name}>", "exec"), self.namespace)  # noqa: S102
+        self.call: Callable[..., Any] = self.namespace["call"]
 
     def __call__(self, *args: Any) -> Any:
         return self.call(*args)
@@ -151,45 +153,42 @@ class EagerLauncher:
         lines += [f"    t{i} = args[{p.position}]" for i, p in enumerate(plan.tensor_params)]
         lines.append("    d = t0.get_device()")
         checks = ["d < 0"] + [f"t{i}.get_device() != d" for i in range(1, len(tensors))]
-        checks += [f"t{i}.dtype not in allowed[{i}]" for i, allowed in self.tensor_rules if allowed is not None]
+        checks += [f"t{i}.dtype not in allowed{i}" for i, allowed in self.tensor_rules if allowed is not None]
         lines += [f"    if {' or '.join(checks)}:", f"        refuse_tensors([{', '.join(tensors)}])"]
         for t, s in zip(tensors, shapes):
             lines += [f"    if not {t}.is_contiguous():", f"        {t} = {t}.contiguous()", f"    {s} = {t}.shape"]
-        in_key = ", ".join(f"len({s})" for s in shapes) + ","
+        ins = f"({', '.join(shapes)},)"
         if self.meta_fn is None:
-            lines.append(f"    program = programs.get(({in_key})) or declared_program(({in_key}))")
-            lines.append(f"    v = program[0](({', '.join(shapes)},), ())")
-            sized = 0
+            key = shapes[0] if len(shapes) == 1 else ins
+            lines.append(f"    v = dims.get({key}) or dims_for({key}, {ins}, None)")
+            sized = 7 + n_extras
             for k, rule in enumerate(plan.outputs):  # type: ignore[arg-type]
                 if _allocated_like_input(rule):
                     lines.append(f"    o{k} = empty_like(t{rule.source})")
                 else:
-                    bounds = f"program[1][{sized}]"
-                    lines.append(f"    o{k} = t0.new_empty(v[{bounds}[0]:{bounds}[1]], dtype=t{rule.dtype_source}.dtype)")
+                    lines.append(f"    o{k} = t0.new_empty(v[{sized}], dtype=t{rule.dtype_source}.dtype)")
                     sized += 1
         else:
             lines.append(f"    {', '.join(outputs)}, = meta_outputs(args)")
-            key = in_key + " " + ", ".join(f"{o}.dim()" for o in outputs) + ","
-            lines.append(f"    program = programs.get(({key})) or meta_program(({key}))")
-            lines.append(f"    v = program(({', '.join(shapes)},), ({', '.join(f'{o}.shape' for o in outputs)},))")
+            outs = f"({', '.join(f'{o}.shape' for o in outputs)},)"
+            lines.append(f"    key = ({ins}, {outs})")
+            lines.append(f"    v = dims.get(key) or dims_for(key, {ins}, {outs})")
         head = [f"t{p.tensor_index}.data_ptr()" if p.is_tensor else f"args[{p.position}]" for p in plan.params]
         packed = head + [f"v[{7 + j}]" for j in range(n_extras)] + [f"{o}.data_ptr()" for o in outputs]
         lines += [
-            "    if v[0] and v[1] and v[2]:",
-            f"        if v[0] > {MAX_GRID[0]} or v[1] > {MAX_GRID[1]} or v[2] > {MAX_GRID[2]}:",
-            "            refuse_grid(v[0:3])",
+            "    if v[0]:",
             "        fn = functions.get(d) or load(d)",
             '        buffer = getattr(local, "buffer", None) or new_buffer()',
             "        try:",
             f"            pack_into(buffer.data, 0, {', '.join(packed)})",
             "        except pack_errors:",
-            f"            refuse_values(args, v[7:{7 + n_extras}])",
+            "            refuse_values(args)",
             "            raise",
             "        stream = raw_stream(d)",
-            "        result = launch_kernel(fn.function, v[0], v[1], v[2], v[3], v[4], v[5], v[6], stream, buffer.address, 0)[0]",
-            "        if result is not SUCCESS or sync:",
+            "        result = launch(fn.handle, v, stream, buffer.address)",
+            "        if result or sync:",
             "            try:",
-            "                finish_launch(fn, result, v[0:7], stream, buffer.address, sync)",
+            "                finish_launch(fn, result, v, stream, buffer.address, sync)",
             "            except DriverError as exc:",
             "                launch_failed(exc)",
             f"    return {outputs[0] if len(outputs) == 1 else '(' + ', '.join(outputs) + ')'}",
@@ -197,6 +196,7 @@ class EagerLauncher:
         return "\n".join(lines) + "\n"
 
     def _load(self, device_index: int) -> driver.LoadedFunction:
+        self.namespace["launch"] = driver.launch_backend().launch
         fn = self.functions[device_index] = self.binaries.function(device_index)
         return fn
 
@@ -223,23 +223,20 @@ class EagerLauncher:
         ``scalars`` are the scalar inputs' values in declaration order. Same plan, packing and
         checks as a PyTorch call; used where the caller (a TensorRT engine) owns the memory.
         """
-        in_shapes = [shape for _, shape in inputs]
-        out_shapes = [shape for _, shape in outputs]
-        key = tuple(len(s) for s in in_shapes) + tuple(len(s) for s in out_shapes)
-        program = self.programs.get(key) or self._meta_program(key)
-        v = program(in_shapes, out_shapes)
-        if not (v[0] and v[1] and v[2]):
+        in_shapes = tuple(tuple(shape) for _, shape in inputs)
+        out_shapes = tuple(tuple(shape) for _, shape in outputs)
+        key = (in_shapes, out_shapes)
+        v = self.dims.get(key) or self._dims_for(key, in_shapes, out_shapes)
+        if not v[0]:
             return
-        if v[0] > MAX_GRID[0] or v[1] > MAX_GRID[1] or v[2] > MAX_GRID[2]:
-            self._refuse_grid(v[0:3])
         scalar_values = iter(scalars)
         head = [inputs[p.tensor_index][0] if p.is_tensor else next(scalar_values) for p in self.plan.params]
         args_by_position = {p.position: value for p, value in zip(self.plan.params, head) if not p.is_tensor}
         buffer = getattr(self.local, "buffer", None) or self._new_buffer()
         try:
-            self.packer.pack_into(buffer.data, 0, *head, *v[7:], *[pointer for pointer, _ in outputs])
+            self.packer.pack_into(buffer.data, 0, *head, *v[7:7 + len(self.plan.extras)], *[pointer for pointer, _ in outputs])
         except (struct.error, OverflowError):
-            self._refuse_values(args_by_position, v[7:])
+            self._refuse_values(args_by_position)
             raise
         fn = self.functions.get(device_index) or self._load(device_index)
         try:
@@ -247,28 +244,60 @@ class EagerLauncher:
         except driver.DriverError as exc:
             self._launch_failed(exc)
 
-    # -- programs: the plan's expressions compiled per tuple of ranks -------------------------
+    # -- launch values: the plan's expressions compiled per tuple of ranks, memoized per shapes --
 
-    def _declared_program(self, key: tuple) -> tuple[Callable, tuple]:
-        """For one tuple of input ranks: a closure returning grid, block, shared memory, extras,
-        then the shapes of the outputs not allocated like an input; and those shapes' bounds."""
-        shapes = self.plan.output_shapes(key)
-        dims = self.plan.launch_dims(key, tuple(len(s) for s in shapes))
+    def _dims_for(self, key: Any, in_shapes: tuple, out_shapes: Optional[tuple]) -> tuple:
+        """``launch_values`` checked against the device limits and int32, remembered under ``key``.
+
+        A grid with a zero dimension is stored with grid x = 0, so a call tests one value to
+        skip the launch. Values that would be refused are never stored.
+        """
+        v = self.launch_values(in_shapes, out_shapes)
+        if not (v[0] and v[1] and v[2]):
+            v = (0, *v[1:])
+        else:
+            if v[0] > MAX_GRID[0] or v[1] > MAX_GRID[1] or v[2] > MAX_GRID[2]:
+                self._refuse_grid(v[0:3])
+            self._refuse_extras(v[7:7 + len(self.plan.extras)])
+        if len(self.dims) >= MAX_REMEMBERED_SHAPES:
+            self.dims.clear()
+        self.dims[key] = v
+        return v
+
+    def launch_values(self, in_shapes: Sequence[Sequence[int]], out_shapes: Optional[Sequence[Sequence[int]]] = None) -> tuple:
+        """Grid (3), block (3), shared memory, the extras, then the shape of each output not
+        allocated like an input. ``out_shapes`` is given when ``meta_fn`` decides them."""
+        in_ranks = tuple(len(s) for s in in_shapes)
+        if out_shapes is None:
+            program = self.programs.get(in_ranks) or self._declared_program(in_ranks)
+            return program(in_shapes, ())
+        key = in_ranks + tuple(len(s) for s in out_shapes)
+        program = self.programs.get(key) or self._meta_program(key)
+        return program(in_shapes, out_shapes)
+
+    def _declared_program(self, in_ranks: tuple) -> Callable[..., tuple]:
+        shapes = self.plan.output_shapes(in_ranks)
+        dims = self.plan.launch_dims(in_ranks, tuple(len(s) for s in shapes))
 
         def through_outputs(dim: Dim) -> Expr:
             return shapes[dim.index][dim.axis] if dim.side == OUTPUT else dim
 
         exprs = [substitute(e, through_outputs) for e in dims.all_exprs()]
-        bounds = []
+        head, bounds = len(exprs), []
         for rule, shape in zip(self.plan.outputs, shapes):  # type: ignore[arg-type]
             if not _allocated_like_input(rule):
                 bounds.append((len(exprs), len(exprs) + len(shape)))
                 exprs.extend(shape)
-        program = self.programs[key] = (compile_int(exprs), tuple(bounds))
+        flat = compile_int(exprs)
+
+        def program(ins: Sequence, outs: Sequence) -> tuple:
+            values = flat(ins, outs)
+            return values[:head] + tuple(values[a:b] for a, b in bounds)
+
+        self.programs[in_ranks] = program
         return program
 
-    def _meta_program(self, key: tuple) -> Callable:
-        """For input ranks followed by output ranks: grid, block, shared memory, extras."""
+    def _meta_program(self, key: tuple) -> Callable[..., tuple]:
         n = len(self.plan.tensor_params)
         program = self.programs[key] = compile_int(self.plan.launch_dims(key[:n], key[n:]).all_exprs())
         return program
@@ -311,7 +340,8 @@ class EagerLauncher:
             "With layout='nd' the leading axes fold into grid z; reshape the input or use layout='flat'."
         )
 
-    def _refuse_values(self, args: tuple, extras: tuple) -> None:
+    def _refuse_values(self, args: Any) -> None:
+        """Name the scalar that does not fit its kernel parameter (``args`` indexed by position)."""
         for param in self.plan.params:
             if param.is_tensor:
                 continue
@@ -320,6 +350,8 @@ class EagerLauncher:
                 self.where.fail(f"argument {param.name!r} = {value} does not fit the kernel's 32-bit int parameter")
             if param.py_type is float and abs(value) > 3.4028234663852886e38 and value == value and abs(value) != float("inf"):
                 self.where.fail(f"argument {param.name!r} = {value} does not fit the kernel's 32-bit float parameter")
+
+    def _refuse_extras(self, extras: tuple) -> None:
         for rule, value in zip(self.plan.extras, extras):
             if not INT32_MIN <= value <= INT32_MAX:
                 self.where.fail(

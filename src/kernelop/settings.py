@@ -40,6 +40,7 @@ class Settings:
     cache_enabled: bool
     cache_dir: Path
     sync_after_launch: bool
+    native_launch: bool
 
     @staticmethod
     def from_environment() -> "Settings":
@@ -48,6 +49,7 @@ class Settings:
             cache_enabled=_flag("KERNELOP_CACHE", True),
             cache_dir=Path(cache_dir) if cache_dir else _default_cache_dir(),
             sync_after_launch=_flag("KERNELOP_SYNC", False),
+            native_launch=_flag("KERNELOP_NATIVE_LAUNCH", True),
         )
 
 
