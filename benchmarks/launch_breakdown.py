@@ -2,15 +2,14 @@
 
 Rows: torch.relu (the reference); torch.empty_like (the output allocation); a torch.library op
 whose Python impl only calls empty_like (the price of any Python op); the kernelop op; its
-generated impl called directly (no dispatcher); one cuLaunchKernel, arguments already packed,
-through the native shim and through cuda-bindings.
+generated impl called directly (no dispatcher); packing the parameters and one cuLaunchKernel,
+through the native shim and through struct and cuda-bindings.
 
     PYTHONPATH=src python benchmarks/launch_breakdown.py
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import sys
 from typing import Callable
@@ -35,13 +34,11 @@ def rows_for(x: torch.Tensor) -> dict[str, Callable[[], object]]:
     floor.impl("empty", lambda t: torch.empty_like(t), "CUDA")
 
     y = torch.empty_like(x)
-    values = (ctypes.c_void_p(x.data_ptr()), ctypes.c_int(N), ctypes.c_void_p(y.data_ptr()))
-    pointers = (ctypes.c_void_p * 3)(*[ctypes.addressof(v) for v in values])
-    params = ctypes.addressof(pointers)
     handle = registration.binaries.function(x.device.index).handle
     stream = torch._C._cuda_getCurrentRawStream(x.device.index)
     dims = (N // BLOCK, 1, 1, BLOCK, 1, 1, 0)
-    rows_for.keep_alive = (floor, y, values, pointers)
+    layout, values = eager.layout, (x.data_ptr(), N, y.data_ptr())
+    rows_for.keep_alive = (floor, y)
 
     rows = {
         "torch.relu": lambda: torch.relu(x),
@@ -49,11 +46,11 @@ def rows_for(x: torch.Tensor) -> dict[str, Callable[[], object]]:
         "Library op whose impl is empty_like": lambda: torch.ops.bench_floor.empty(x),
         "kernelop op": call_op,
         "kernelop impl, no dispatcher": lambda: eager.call(x),
-        "cuLaunchKernel via cuda-bindings": lambda: driver.bindings_launch(handle, dims, stream, params),
+        "pack + cuLaunchKernel via struct and cuda-bindings": lambda: driver.bindings_launch(handle, dims, stream, layout, *values),
     }
     backend = driver.launch_backend()
     if backend.name == "native":
-        rows["cuLaunchKernel via the native shim"] = lambda: backend.launch(handle, dims, stream, params)
+        rows["pack + cuLaunchKernel via the native shim"] = lambda: backend.launch(handle, dims, stream, layout, *values)
     return rows
 
 
@@ -79,7 +76,7 @@ def main() -> int:
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, launch path: {backend.name} ({backend.reason})")
     print(f"{'layer':45s} {'us/call':>9s} {'vs torch.relu':>14s}")
     for label, value in medians.items():
-        print(f"{label:45s} {value:9.2f} {value / base:13.2f}x")
+        print(f"{label:52s} {value:9.2f} {value / base:13.2f}x")
     return 0
 
 

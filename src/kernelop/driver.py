@@ -15,6 +15,7 @@ from cuda.bindings import driver as cu
 
 from . import launch_shim
 from .counters import Counter
+from .packing import buffers_for
 from .settings import SETTINGS
 
 
@@ -138,7 +139,7 @@ def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
 
 
 launch_kernel = cu.cuLaunchKernel
-"""``cuLaunchKernel`` through cuda-bindings, for launches that push a context first."""
+"""``cuLaunchKernel`` through cuda-bindings."""
 
 SUCCESS = 0
 CONTEXT_ERRORS = frozenset({int(cu.CUresult.CUDA_ERROR_INVALID_CONTEXT), int(cu.CUresult.CUDA_ERROR_INVALID_HANDLE)})
@@ -146,17 +147,18 @@ CONTEXT_ERRORS = frozenset({int(cu.CUresult.CUDA_ERROR_INVALID_CONTEXT), int(cu.
 the launch did not happen, and is retried with the context pushed."""
 
 
-def bindings_launch(function: int, dims: tuple, stream: int, params_address: int) -> Any:
-    """The native launch's signature over cuda-bindings: where the shim cannot be built."""
-    return launch_kernel(function, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], stream, params_address, 0)[0]
+def bindings_launch(function: int, dims: tuple, stream: int, layout: bytes, *values: Any) -> Any:
+    """The native launch, through ``struct`` and cuda-bindings: where the shim cannot be built."""
+    params = buffers_for(layout).pack(values)
+    return launch_kernel(function, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], stream, params, 0)[0]
 
 
 @dataclass(frozen=True)
 class LaunchBackend:
-    """How eager calls reach ``cuLaunchKernel``: ``launch(function, dims, stream, params) -> CUresult``."""
+    """How eager calls pack their parameters and reach ``cuLaunchKernel``."""
 
     name: str  # "native" or "cuda-bindings"
-    launch: Callable[[int, tuple, int, int], Any]
+    launch: Callable[..., Any]  # (function, dims, stream, layout, *values) -> CUresult
     reason: str
 
 
@@ -192,22 +194,20 @@ def _choose_backend() -> LaunchBackend:
     return LaunchBackend("native", loaded.module.launch, loaded.reason)
 
 
-def launch_in_context(
-    fn: LoadedFunction, gx: int, gy: int, gz: int, bx: int, by: int, bz: int, shared_mem: int, stream: int, params_address: int
-) -> int:
-    """``cuLaunchKernel`` with the function's context pushed for the call; returns the CUresult.
+def launch_in_context(fn: LoadedFunction, dims: tuple, stream: int, layout: bytes, values: tuple) -> int:
+    """A launch with the function's context pushed for the call; returns the CUresult.
 
     Needed on a thread where no context, or another device's, is current (a fresh thread, say).
     """
     with in_context(fn.context):
-        return int(launch_kernel(fn.function, gx, gy, gz, bx, by, bz, shared_mem, stream, params_address, 0)[0])
+        return int(bindings_launch(fn.handle, dims, stream, layout, *values))
 
 
-def finish_launch(fn: LoadedFunction, result: Any, dims: tuple, stream: int, params_address: int, synchronize: bool) -> None:
+def finish_launch(fn: LoadedFunction, result: Any, dims: tuple, stream: int, layout: bytes, values: tuple, synchronize: bool) -> None:
     """After a launch that did not plainly succeed (or to synchronise): retry a launch refused
     for want of the function's context with that context pushed, then check the result."""
     if int(result) in CONTEXT_ERRORS:
-        result = launch_in_context(fn, *dims[0:7], stream, params_address)
+        result = launch_in_context(fn, dims, stream, layout, values)
     check_launch(result, stream, synchronize)
 
 

@@ -1,11 +1,11 @@
 """The eager CUDA path: check inputs, allocate outputs, pack arguments, launch on the current stream.
 
 Per call it only reads shapes, looks their launch values up (computed and checked against the
-device limits once per distinct shape, from a closure compiled per tuple of ranks), packs the
-parameters with one ``struct`` call into a per-thread buffer, and calls the driver through the
-native launch (``launch_shim``). Everything else (argument layout, dtype rules) is decided at
-registration. Problems are detected with cheap predicates; the slow path that explains them runs
-only when one fails.
+device limits once per distinct shape, from a closure compiled per tuple of ranks), allocates
+the outputs and makes one call to the native launch (``launch_shim``), which packs the
+parameters and calls the driver. Everything else (argument layout, dtype rules) is decided at
+registration. Problems are detected with cheap predicates; the slow path that explains them
+runs only when one fails.
 
 A CUDA fault inside a kernel (illegal address, trap) poisons the process's CUDA context: every
 later CUDA call fails. With ``KERNELOP_SYNC=1`` each launch is followed by a stream
@@ -13,9 +13,6 @@ synchronisation, so the fault is reported by the op whose kernel caused it.
 """
 from __future__ import annotations
 
-import ctypes
-import struct
-import threading
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -23,7 +20,8 @@ import torch
 from . import driver
 from .expr import OUTPUT, Dim, Expr, compile_int, substitute
 from .kernel import KernelBinaries
-from .plan import CTYPE_SIZES, LaunchPlan, describe_slot
+from .packing import PACK_ERRORS, layout_of
+from .plan import LaunchPlan, describe_slot
 from .settings import SETTINGS
 from .signature import dtypes_of_size
 from .torchop import check_tensors
@@ -33,39 +31,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_GRID = (2**31 - 1, 65535, 65535)
 MAX_REMEMBERED_SHAPES = 4096
 """Launch values kept per op; past this many distinct shapes the memo starts over."""
-_FORMATS = {"ptr": "Q", "float": "f", "int": "i", "bool": "?"}
 _raw_stream = torch._C._cuda_getCurrentRawStream if hasattr(torch._C, "_cuda_getCurrentRawStream") else None
-
-
-def struct_format(ctypes_names: list[str]) -> str:
-    """A ``struct`` format laying parameters out with C alignment (each aligned to its size)."""
-    fmt, offset = "<", 0
-    for name in ctypes_names:
-        size = CTYPE_SIZES[name]
-        padding = -offset % size
-        fmt += "x" * padding + _FORMATS[name]
-        offset += padding + size
-    return fmt
-
-
-class ArgumentBuffer:
-    """The packed parameters plus the ``void*`` array pointing into them that the driver reads."""
-
-    def __init__(self, packer: struct.Struct, offsets: list[int]):
-        self.data = ctypes.create_string_buffer(max(packer.size, 1))
-        base = ctypes.addressof(self.data)
-        self.pointers = (ctypes.c_void_p * max(len(offsets), 1))(*[base + o for o in offsets])
-        self.address = ctypes.addressof(self.pointers)
-
-
-def _offsets(ctypes_names: list[str]) -> list[int]:
-    offsets, offset = [], 0
-    for name in ctypes_names:
-        size = CTYPE_SIZES[name]
-        offset += -offset % size
-        offsets.append(offset)
-        offset += size
-    return offsets
 
 
 class EagerLauncher:
@@ -88,10 +54,7 @@ class EagerLauncher:
         self.meta_fn = meta_fn
         self.where = Where("call", plan.op_name)
         self.tensor_rules = self._tensor_rules(element_sizes)
-        ctypes_names = [s.ctype for s in plan.arg_layout]
-        self.packer = struct.Struct(struct_format(ctypes_names))
-        self.offsets = _offsets(ctypes_names)
-        self.local = threading.local()
+        self.layout = layout_of([s.ctype for s in plan.arg_layout])
         self.programs: dict[tuple, Callable[..., tuple]] = {}
         self.dims: dict[Any, tuple] = {}
         self.functions: dict[int, driver.LoadedFunction] = {}
@@ -104,10 +67,8 @@ class EagerLauncher:
             "empty_like": torch.empty_like,
             "functions": self.functions,
             "load": self._load,
-            "local": self.local,
-            "new_buffer": self._new_buffer,
-            "pack_into": self.packer.pack_into,
-            "pack_errors": (struct.error, OverflowError),
+            "layout": self.layout,
+            "pack_errors": PACK_ERRORS,
             "raw_stream": _raw_stream,
             "launch": None,  # bound by ``_load``, before the first launch
             "finish_launch": driver.finish_launch,
@@ -149,8 +110,10 @@ class EagerLauncher:
         shapes = [f"s{i}" for i in range(len(tensors))]
         outputs = [f"o{k}" for k in range(plan.num_outputs)]
         n_extras = len(plan.extras)
-        lines = ["def call(*args):"]
-        lines += [f"    t{i} = args[{p.position}]" for i, p in enumerate(plan.tensor_params)]
+        args = [f"a{p.position}" for p in plan.params]
+        args_tuple = f"({', '.join(args)},)"
+        lines = [f"def call({', '.join(args)}):"]
+        lines += [f"    t{i} = a{p.position}" for i, p in enumerate(plan.tensor_params)]
         lines.append("    d = t0.get_device()")
         checks = ["d < 0"] + [f"t{i}.get_device() != d" for i in range(1, len(tensors))]
         checks += [f"t{i}.dtype not in allowed{i}" for i, allowed in self.tensor_rules if allowed is not None]
@@ -169,26 +132,24 @@ class EagerLauncher:
                     lines.append(f"    o{k} = t0.new_empty(v[{sized}], dtype=t{rule.dtype_source}.dtype)")
                     sized += 1
         else:
-            lines.append(f"    {', '.join(outputs)}, = meta_outputs(args)")
+            lines.append(f"    {', '.join(outputs)}, = meta_outputs({args_tuple})")
             outs = f"({', '.join(f'{o}.shape' for o in outputs)},)"
             lines.append(f"    key = ({ins}, {outs})")
             lines.append(f"    v = dims.get(key) or dims_for(key, {ins}, {outs})")
-        head = [f"t{p.tensor_index}.data_ptr()" if p.is_tensor else f"args[{p.position}]" for p in plan.params]
-        packed = head + [f"v[{7 + j}]" for j in range(n_extras)] + [f"{o}.data_ptr()" for o in outputs]
+        head = [f"t{p.tensor_index}.data_ptr()" if p.is_tensor else f"a{p.position}" for p in plan.params]
+        values = ", ".join(head + [f"v[{7 + j}]" for j in range(n_extras)] + [f"{o}.data_ptr()" for o in outputs])
         lines += [
             "    if v[0]:",
             "        fn = functions.get(d) or load(d)",
-            '        buffer = getattr(local, "buffer", None) or new_buffer()',
-            "        try:",
-            f"            pack_into(buffer.data, 0, {', '.join(packed)})",
-            "        except pack_errors:",
-            "            refuse_values(args)",
-            "            raise",
             "        stream = raw_stream(d)",
-            "        result = launch(fn.handle, v, stream, buffer.address)",
+            "        try:",
+            f"            result = launch(fn.handle, v, stream, layout, {values})",
+            "        except pack_errors:",
+            f"            refuse_values({args_tuple})",
+            "            raise",
             "        if result or sync:",
             "            try:",
-            "                finish_launch(fn, result, v, stream, buffer.address, sync)",
+            f"                finish_launch(fn, result, v, stream, layout, ({values},), sync)",
             "            except DriverError as exc:",
             "                launch_failed(exc)",
             f"    return {outputs[0] if len(outputs) == 1 else '(' + ', '.join(outputs) + ')'}",
@@ -199,10 +160,6 @@ class EagerLauncher:
         self.namespace["launch"] = driver.launch_backend().launch
         fn = self.functions[device_index] = self.binaries.function(device_index)
         return fn
-
-    def _new_buffer(self) -> ArgumentBuffer:
-        buffer = self.local.buffer = ArgumentBuffer(self.packer, self.offsets)
-        return buffer
 
     def _launch_failed(self, exc: driver.DriverError) -> None:
         fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
@@ -232,15 +189,15 @@ class EagerLauncher:
         scalar_values = iter(scalars)
         head = [inputs[p.tensor_index][0] if p.is_tensor else next(scalar_values) for p in self.plan.params]
         args_by_position = {p.position: value for p, value in zip(self.plan.params, head) if not p.is_tensor}
-        buffer = getattr(self.local, "buffer", None) or self._new_buffer()
-        try:
-            self.packer.pack_into(buffer.data, 0, *head, *v[7:7 + len(self.plan.extras)], *[pointer for pointer, _ in outputs])
-        except (struct.error, OverflowError):
-            self._refuse_values(args_by_position)
-            raise
+        values = (*head, *v[7:7 + len(self.plan.extras)], *[pointer for pointer, _ in outputs])
         fn = self.functions.get(device_index) or self._load(device_index)
         try:
-            driver.check_launch(driver.launch_in_context(fn, *v[0:7], stream, buffer.address), stream, SETTINGS.sync_after_launch)
+            result = driver.launch_in_context(fn, v, stream, self.layout, values)
+        except PACK_ERRORS:
+            self._refuse_values(args_by_position)
+            raise
+        try:
+            driver.check_launch(result, stream, SETTINGS.sync_after_launch)
         except driver.DriverError as exc:
             self._launch_failed(exc)
 
