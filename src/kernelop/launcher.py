@@ -58,6 +58,8 @@ class EagerLauncher:
         self.programs: dict[tuple, Callable[..., tuple]] = {}
         self.dims: dict[Any, tuple] = {}
         self.functions: dict[int, driver.LoadedFunction] = {}
+        self.handles: dict[int, int] = {}  # the same functions as ints, for the launch call
+        self.sync = SETTINGS.sync_after_launch
         self.source = self._generate()
         self.namespace: dict[str, Any] = {
             **{f"allowed{i}": allowed for i, allowed in self.tensor_rules},
@@ -66,13 +68,13 @@ class EagerLauncher:
             "meta_outputs": self._meta_outputs,
             "empty_like": torch.empty_like,
             "functions": self.functions,
+            "handles": self.handles,
             "load": self._load,
             "layout": self.layout,
             "pack_errors": PACK_ERRORS,
             "raw_stream": _raw_stream,
             "launch": None,  # bound by ``_load``, before the first launch
             "finish_launch": driver.finish_launch,
-            "sync": SETTINGS.sync_after_launch,
             "DriverError": driver.DriverError,
             "refuse_tensors": self._refuse_tensors,
             "refuse_values": self._refuse_values,
@@ -110,10 +112,9 @@ class EagerLauncher:
         shapes = [f"s{i}" for i in range(len(tensors))]
         outputs = [f"o{k}" for k in range(plan.num_outputs)]
         n_extras = len(plan.extras)
-        args = [f"a{p.position}" for p in plan.params]
+        args = [f"t{p.tensor_index}" if p.is_tensor else f"a{p.position}" for p in plan.params]
         args_tuple = f"({', '.join(args)},)"
         lines = [f"def call({', '.join(args)}):"]
-        lines += [f"    t{i} = a{p.position}" for i, p in enumerate(plan.tensor_params)]
         lines.append("    d = t0.get_device()")
         checks = ["d < 0"] + [f"t{i}.get_device() != d" for i in range(1, len(tensors))]
         checks += [f"t{i}.dtype not in allowed{i}" for i, allowed in self.tensor_rules if allowed is not None]
@@ -140,26 +141,28 @@ class EagerLauncher:
         values = ", ".join(head + [f"v[{7 + j}]" for j in range(n_extras)] + [f"{o}.data_ptr()" for o in outputs])
         lines += [
             "    if v[0]:",
-            "        fn = functions.get(d) or load(d)",
+            "        handle = handles.get(d) or load(d)",
             "        stream = raw_stream(d)",
             "        try:",
-            f"            result = launch(fn.handle, v, stream, layout, {values})",
+            f"            result = launch(handle, v, stream, layout, {values})",
             "        except pack_errors:",
             f"            refuse_values({args_tuple})",
             "            raise",
-            "        if result or sync:",
+            "        if result:" if not self.sync else "        if True:  # KERNELOP_SYNC=1",
             "            try:",
-            f"                finish_launch(fn, result, v, stream, layout, ({values},), sync)",
+            f"                finish_launch(functions[d], result, v, stream, layout, ({values},), {self.sync})",
             "            except DriverError as exc:",
             "                launch_failed(exc)",
             f"    return {outputs[0] if len(outputs) == 1 else '(' + ', '.join(outputs) + ')'}",
         ]
         return "\n".join(lines) + "\n"
 
-    def _load(self, device_index: int) -> driver.LoadedFunction:
+    def _load(self, device_index: int) -> int:
+        """Load on first use on a device; returns the function's handle."""
         self.namespace["launch"] = driver.launch_backend().launch
         fn = self.functions[device_index] = self.binaries.function(device_index)
-        return fn
+        self.handles[device_index] = fn.handle
+        return fn.handle
 
     def _launch_failed(self, exc: driver.DriverError) -> None:
         fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
@@ -190,14 +193,16 @@ class EagerLauncher:
         head = [inputs[p.tensor_index][0] if p.is_tensor else next(scalar_values) for p in self.plan.params]
         args_by_position = {p.position: value for p, value in zip(self.plan.params, head) if not p.is_tensor}
         values = (*head, *v[7:7 + len(self.plan.extras)], *[pointer for pointer, _ in outputs])
-        fn = self.functions.get(device_index) or self._load(device_index)
+        if device_index not in self.functions:
+            self._load(device_index)
+        fn = self.functions[device_index]
         try:
             result = driver.launch_in_context(fn, v, stream, self.layout, values)
         except PACK_ERRORS:
             self._refuse_values(args_by_position)
             raise
         try:
-            driver.check_launch(result, stream, SETTINGS.sync_after_launch)
+            driver.check_launch(result, stream, self.sync)
         except driver.DriverError as exc:
             self._launch_failed(exc)
 
