@@ -92,6 +92,7 @@ class LaunchPlan:
     extras: tuple[ExtraRule, ...]
     geometry: Any  # Elementwise | Reduction | Custom | None
     arg_layout: tuple[ArgSlot, ...]
+    reduced_input: Optional[int] = None  # Reduction only: the tensor index of geometry.input_idx
     _memo: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @property
@@ -188,18 +189,13 @@ class LaunchPlan:
         return (grid_x, grid_y, grid_z), block
 
     def _reduction(self, geometry: Reduction, in_ranks: tuple[int, ...]):
-        source = self._reduced_input(geometry)
+        source = self.reduced_input
+        assert source is not None, "build_plan resolves a Reduction's input"
         rank = in_ranks[source]
         what = f"geometry Reduction over input {self._tensor_name(source)!r}: reduce_dims"
         reduced = self._reduced_axes(geometry.reduce_dims, rank, what)
         kept = product([Dim(INPUT, source, a) for a in range(rank) if a not in reduced])
         return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
-
-    def _reduced_input(self, geometry: Reduction) -> int:
-        ref = geometry.input_idx
-        if isinstance(ref, str):
-            return next(p.tensor_index for p in self.tensor_params if p.name == ref)  # type: ignore[return-value]
-        return ref
 
 
 def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
@@ -225,7 +221,10 @@ def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
         + tuple(ArgSlot("extra", i, "int") for i in range(len(extras)))
         + tuple(ArgSlot("output", i, "ptr") for i in range(num_outputs))
     )
-    return LaunchPlan(op_name, params, outputs, num_outputs, extras, spec.geometry, layout)
+    reduced_input = None
+    if isinstance(spec.geometry, Reduction):
+        reduced_input = resolve_tensor(where, spec, "geometry.input_idx", spec.geometry.input_idx)
+    return LaunchPlan(op_name, params, outputs, num_outputs, extras, spec.geometry, layout, reduced_input)
 
 
 def params_of(spec: KernelSpec) -> tuple[Param, ...]:
