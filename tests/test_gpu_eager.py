@@ -616,3 +616,21 @@ def test_each_launch_path_reports_a_refused_launch_with_the_op_name(cache, launc
     with pytest.raises(RuntimeError, match=rf"{name}.*cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"):
         ns_op(name)(torch.randn(100, device="cuda"))
     torch.cuda.synchronize()  # the refusal is not a fault: the context stays usable
+
+
+def test_without_a_disk_cache_the_shim_is_built_for_the_process_and_leaves_no_folder(cache, monkeypatch):
+    import dataclasses
+    import re
+
+    from kernelop import settings
+
+    monkeypatch.setattr(driver, "SETTINGS", dataclasses.replace(settings.SETTINGS, cache_enabled=False))
+    backend = driver._choose_backend()
+    if backend.name != "native":
+        pytest.skip(f"the native launch is not available here: {backend.reason}")
+    built = Path(re.match(r"built (.*)", backend.reason).group(1))
+    assert not built.parent.exists()
+    monkeypatch.setattr(driver, "_backend", backend)
+    op = relu_op(cache)
+    x = torch.randn(3000, device="cuda")
+    torch.testing.assert_close(op(x), torch.relu(x), rtol=0, atol=0)

@@ -108,8 +108,7 @@ class LoadedFunction:
     device_index: int
     context: int
     module: Any
-    function: Any
-    handle: int  # the CUfunction as an int, for the native launch
+    handle: int  # the CUfunction, as the int both launch paths take
     param_layout: tuple[tuple[int, int], ...] | None  # (offset, size) per kernel parameter
 
 
@@ -120,7 +119,7 @@ def load_function(device_index: int, cubin: bytes, lowered_name: str) -> LoadedF
         MODULE_LOAD_COUNTER.increment()
         function = check(cu.cuModuleGetFunction(module, lowered_name.encode()), f"cuModuleGetFunction({lowered_name})")
         layout = param_layout(function)
-    return LoadedFunction(device_index, ctx, module, function, int(function), layout)
+    return LoadedFunction(device_index, ctx, module, int(function), layout)
 
 
 def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
@@ -141,7 +140,6 @@ def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:
 launch_kernel = cu.cuLaunchKernel
 """``cuLaunchKernel`` through cuda-bindings."""
 
-SUCCESS = 0
 CONTEXT_ERRORS = frozenset({int(cu.CUresult.CUDA_ERROR_INVALID_CONTEXT), int(cu.CUresult.CUDA_ERROR_INVALID_HANDLE)})
 """What a launch returns when the function's context is not current (none on a fresh thread):
 the launch did not happen, and is retried with the context pushed."""
@@ -178,8 +176,11 @@ def launch_backend() -> LaunchBackend:
 def _choose_backend() -> LaunchBackend:
     if not SETTINGS.native_launch:
         return LaunchBackend("cuda-bindings", bindings_launch, "KERNELOP_NATIVE_LAUNCH=0")
-    directory = SETTINGS.cache_dir if SETTINGS.cache_enabled else Path(tempfile.mkdtemp(prefix="kernelop-"))
-    loaded = launch_shim.load(directory)
+    if SETTINGS.cache_enabled:
+        loaded = launch_shim.load(SETTINGS.cache_dir)
+    else:  # built for this process only; a loaded shared object outlives its file
+        with tempfile.TemporaryDirectory(prefix="kernelop-", ignore_cleanup_errors=True) as directory:
+            loaded = launch_shim.load(Path(directory))
     if loaded.module is None:
         return LaunchBackend("cuda-bindings", bindings_launch, loaded.reason)
     check(cu.cuInit(0), "cuInit")
@@ -213,7 +214,7 @@ def finish_launch(fn: LoadedFunction, result: Any, dims: tuple, stream: int, lay
 
 def check_launch(result: Any, stream: int, synchronize: bool) -> None:
     """Raise ``DriverError`` for a failed launch, or (with ``synchronize``) a fault while it ran."""
-    if int(result) != SUCCESS:
+    if int(result) != _SUCCESS:
         name = error_name(result)
         raise DriverError(f"cuLaunchKernel failed: {name}", name)
     if synchronize:
