@@ -29,8 +29,8 @@ def child(phase: str) -> dict:
     import torch
 
     import kernelop as ttk
-    from kernelop import nvrtc
-    from kernelop.kernel import target_arch
+    from kernelop.compiler import nvrtc
+    from kernelop.compiler.target import target_arch
 
     result: dict = {}
     if torch.cuda.is_available():  # a GPU program pays this once, whatever it registers

@@ -16,19 +16,17 @@ from typing import Callable
 
 import torch
 
-from kernelop import driver, ops
-from kernelop.launcher import EagerLauncher
-from kernelop.signature import pointer_element_sizes
+import kernelop as ttk
+from kernelop.cuda import driver
+from kernelop.pytorch.launcher import EagerLauncher
 from launch_overhead import BLOCK, N, kernelop_candidate, time_per_call
 
 
 def rows_for(x: torch.Tensor) -> dict[str, Callable[[], object]]:
     call_op = kernelop_candidate(x)
     call_op()
-    registration = ops.registered_ops()["bench::relu"]
-    request = registration.binaries.request
-    eager = EagerLauncher(registration.plan, registration.binaries, None,
-                          pointer_element_sizes(request.source, request.kernel_name))
+    registration = ttk.registered_ops()["bench::relu"]
+    eager = EagerLauncher(registration.plan, registration.binaries, None)
     floor = torch.library.Library("bench_floor", "DEF")
     floor.define("empty(Tensor x) -> Tensor")
     floor.impl("empty", lambda t: torch.empty_like(t), "CUDA")

@@ -22,7 +22,8 @@ from typing import Callable, Optional
 import torch
 
 import kernelop as ttk
-from kernelop import driver, nvrtc
+from kernelop.compiler import nvrtc
+from kernelop.cuda import driver
 
 RELU = r"""
 extern "C" __global__ void my_relu(const float* x, int n, float* y) {

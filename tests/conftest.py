@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import kernelop as ttk
-from kernelop.cache import KernelCache
+from kernelop.compiler.cache import KernelCache
 
 TEST_NAMESPACE = "kotest"
 """The torch.ops namespace these tests register into (one no library code uses)."""

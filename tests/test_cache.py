@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kernelop import cache as cache_module
-from kernelop import nvrtc, settings
-from kernelop.cache import KernelCache, compile_cached
-from kernelop.nvrtc import COMPILE_COUNTER, CompileRequest
+from kernelop.compiler import cache as cache_module
+from kernelop import settings
+from kernelop.compiler import nvrtc
+from kernelop.compiler.cache import KernelCache, compile_cached
+from kernelop.compiler.nvrtc import COMPILE_COUNTER, CompileRequest
 
 RELU = """extern "C" __global__ void my_relu(const float* x, int n, float* y) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -213,7 +214,7 @@ def test_unwritable_directory_only_warns(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     blocked = KernelCache(blocker / "cache")
-    with caplog.at_level(logging.WARNING, logger="kernelop.cache"):
+    with caplog.at_level(logging.WARNING, logger="kernelop.compiler.cache"):
         kernel = compile_cached(REQUEST, blocked)
     assert kernel.cubin.startswith(b"\x7fELF")
     assert "cannot write" in caplog.text
@@ -228,7 +229,7 @@ def test_failed_write_leaves_no_temp_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(cache_module.os, "replace", refuse)
-    with caplog.at_level(logging.WARNING, logger="kernelop.cache"):
+    with caplog.at_level(logging.WARNING, logger="kernelop.compiler.cache"):
         cache.put(cache.key(REQUEST), kernel)
     assert "disk full" in caplog.text
     assert list(cache.directory.iterdir()) == []

@@ -46,7 +46,7 @@ def test_compile_missing_file_exits_2(tmp_path):
 REGISTER = textwrap.dedent(
     f"""
     import kernelop as ttk
-    from kernelop import nvrtc
+    from kernelop.compiler import nvrtc
     ttk.cuda_kernel_op("clitest::relu", ttk.KernelSpec(
         kernel_source={RELU!r}, kernel_name="my_relu",
         inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],

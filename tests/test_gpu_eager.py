@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import kernelop as ttk
-from kernelop import driver, nvrtc
-from kernelop.cache import KernelCache
-from kernelop.examples import RELU, ROW_SUM
+from kernelop.compiler import nvrtc
+from kernelop.cuda import driver
+from kernelop.compiler.cache import KernelCache
+from kernelop.cli.examples import RELU, ROW_SUM
 
 pytestmark = [
     pytest.mark.gpu,
@@ -528,7 +529,7 @@ def test_torch_compile_reduce_overhead_equals_eager(cache):
 
 def test_launch_into_caller_buffers_on_a_given_stream(cache):
     name = affine_op(cache)
-    from kernelop.launcher import EagerLauncher
+    from kernelop.pytorch.launcher import EagerLauncher
 
     launcher = ns_op(name).default  # the registered impl is the launcher's generated call
     registration = ttk.registered_ops()[name]
@@ -566,7 +567,7 @@ def test_launch_from_a_thread_with_no_current_context(cache):
 def test_launches_go_through_the_native_shim_where_it_builds(cache):
     import sysconfig
 
-    from kernelop import launch_shim
+    from kernelop.cuda import launch_shim
 
     relu_op(cache)(torch.randn(8, device="cuda"))
     backend = driver.launch_backend()

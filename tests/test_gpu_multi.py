@@ -12,9 +12,9 @@ import torch
 import torch.multiprocessing as mp
 
 import kernelop as ttk
-from kernelop import driver
-from kernelop.cache import KernelCache
-from kernelop.examples import EXAMPLES, RELU
+from kernelop.cuda import driver
+from kernelop.compiler.cache import KernelCache
+from kernelop.cli.examples import EXAMPLES, RELU
 
 pytestmark = [
     pytest.mark.gpu,

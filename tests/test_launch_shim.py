@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernelop import driver, launch_shim, packing
+from kernelop.cuda import driver, launch_shim, packing
 from kernelop import settings as kernelop_settings
 
 HAS_HEADERS = Path(sysconfig.get_paths().get("include") or "", "Python.h").is_file()

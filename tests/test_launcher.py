@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 import kernelop as ttk
-from kernelop import launcher as launcher_module
-from kernelop.launcher import EagerLauncher
-from kernelop.plan import build_plan
+from kernelop.pytorch import launcher as launcher_module
+from kernelop.pytorch.launcher import EagerLauncher
+from kernelop.plan.launch_plan import build_plan
 
 OP = "kotest::launch_values"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kernelop import nvrtc
-from kernelop.nvrtc import COMPILE_COUNTER, CompileError, CompileRequest, compile_kernel
+from kernelop.compiler import nvrtc
+from kernelop.compiler.nvrtc import COMPILE_COUNTER, CompileError, CompileRequest, compile_kernel
 
 RELU = """extern "C" __global__ void my_relu(const float* x, int n, float* y) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;

@@ -16,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernelop as ttk
-from kernelop.expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Mul, ShapeAlgebra, SympyAlgebra, compile_int, evaluate
-from kernelop.plan import build_plan, describe
-from kernelop.validate import Where, check_spec
+from kernelop.plan.expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Mul, ShapeAlgebra, SympyAlgebra, compile_int, evaluate
+from kernelop.plan.describe import describe
+from kernelop.plan.launch_plan import build_plan
+from kernelop.dsl.validate import check_spec
+from kernelop.errors import Where
 
 PLAN_OP = "kotest::plan"
 SOURCE = 'extern "C" __global__ void k() {}\n'  # plans are built without compiling

@@ -10,7 +10,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 
 import kernelop as ttk
-from kernelop.nvrtc import CompileRequest, compile_kernel
+from kernelop.compiler.nvrtc import CompileRequest, compile_kernel
 
 
 def _packet(name: str):

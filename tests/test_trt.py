@@ -2,7 +2,7 @@
 
 Two kinds of evidence:
 
-1. Lowering. ``trt_lowering.lower_launch`` is the one function the TensorRT ``aot_impl`` calls; it
+1. Lowering. ``trt.lowering.lower_launch`` is the one function the TensorRT ``aot_impl`` calls; it
    interprets the launch plan with an algebra. Hypothesis checks, for random specs and shapes,
    that it gives the eager launch's grid, block, shared memory, extras and output shapes, both
    with sympy and with the ``ShapeExpr`` stand-in through the whole plugin (descriptor, then
@@ -34,13 +34,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernelop as ttk
-from kernelop import trt_lowering as tl
-from kernelop.expr import INPUT, OUTPUT, SympyAlgebra, compile_int
-from kernelop.launcher import EagerLauncher
-from kernelop.plan import build_plan
-from kernelop.settings import DEFAULT_ARCH
-from kernelop.torchop import derive_schema, parse_schema
-from kernelop.validate import Where, check_spec
+from kernelop.compiler.signature import pointer_element_sizes
+from kernelop.compiler.target import DEFAULT_ARCH
+from kernelop.dsl.validate import check_spec, scalar_names
+from kernelop.errors import Where
+from kernelop.plan.expr import INPUT, OUTPUT, SympyAlgebra, compile_int
+from kernelop.plan.launch_plan import build_plan
+from kernelop.pytorch.launcher import EagerLauncher
+from kernelop.pytorch.schema import derive_schema, parse_schema
+from kernelop.trt import builder as trt_builder
+from kernelop.trt import registration as trt_registration
+from kernelop.trt.backend import Backend, PluginRequest
+from kernelop.trt.decision import RESERVED_NAMES, plugin_path, schema_problems
+from kernelop.trt.functions import attribute_style
+from kernelop.trt.lowering import ShapeExprAlgebra, UnsupportedShape, from_sympy, lower_launch
+from kernelop.trt.ptx import PTX_ISA_FIRST_DRIVER, driver_cuda_version, max_ptx_isa, ptx_driver_problem, ptx_isa_version
+from kernelop.trt.registration import prepare_tensorrt
+from kernelop.trt.status import OnceNotice, probe_tensorrt, tensorrt_status, tensorrt_version_problem
 
 from conftest import op_packet
 
@@ -51,7 +61,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "kernelop"
 
 
 def _has_tensorrt() -> bool:
-    return tl.tensorrt_status().available
+    return tensorrt_status().available
 
 
 # =============================================================================================
@@ -434,7 +444,7 @@ class StandInTrtp:
                     continue
                 if index == 0:
                     raise ValueError("TensorDescs args should come first, followed by attributes")
-                if pname in tl.RESERVED_NAMES:
+                if pname in RESERVED_NAMES:
                     raise ValueError(f"'{pname}' is not allowed as a plugin attribute name.")
                 if param.annotation is np.ndarray:
                     raise ValueError("annotate numpy array attributes using 'numpy.typing.NDArray[dtype]'")
@@ -661,19 +671,19 @@ class StandInTorchTensorRT:
 class FakeBinaries:
     """Stands for ``KernelBinaries``: records the architectures asked for, returns fixed PTX."""
 
-    def __init__(self, ptx: bytes = PTX, name: str = "k_lowered"):
-        self.ptx, self.name, self.requested = ptx, name, []
+    def __init__(self, ptx: bytes = PTX, name: str = "k_lowered", arch_override: Optional[str] = None):
+        self.ptx, self.name, self.requested, self.arch_override = ptx, name, [], arch_override
 
     def for_arch(self, arch: str) -> Any:
         self.requested.append(arch)
         return SimpleNamespace(ptx=self.ptx, lowered_name=self.name)
 
 
-def standin_backend(**fields: Any) -> Tuple[tl.Backend, StandInTrtp, StandInTorchTensorRT]:
+def standin_backend(**fields: Any) -> Tuple[Backend, StandInTrtp, StandInTorchTensorRT]:
     trtp = StandInTrtp()
     torch_tensorrt = StandInTorchTensorRT(trtp)
     fields.setdefault("aot_supported", True)
-    backend = tl.Backend(trtp=trtp, data_type=DataType, registry=trtp.registry,
+    backend = Backend(trtp=trtp, data_type=DataType, registry=trtp.registry,
                          generate_converter=torch_tensorrt.generate_plugin_converter, **fields)
     return backend, trtp, torch_tensorrt
 
@@ -691,25 +701,27 @@ def spec_of(inputs, outputs, geometry, extras=(), **fields) -> ttk.KernelSpec:
 
 
 def request_for(spec: ttk.KernelSpec, *, op: str = OP, aot_fn=None, meta_fn=None, schema=None, binaries=None,
-                require_aot: bool = False, **options: Any) -> tl.PluginRequest:
+                require_aot: bool = False, **options: Any) -> PluginRequest:
     """The request ``cuda_kernel_op`` builds, without compiling or registering anything in torch."""
     where = Where("cuda_kernel_op", op)
     check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=aot_fn is not None, has_aot_fn=aot_fn is not None)
     plan = build_plan(op, spec, num_outputs=1)
     parsed = parse_schema(where, op, derive_schema(where, spec, plan.params, meta_fn, schema))
-    plan = build_plan(op, spec, num_outputs=len(parsed.returns))
+    plan = build_plan(op, spec, len(parsed.returns), pointer_element_sizes(spec.kernel_source, spec.kernel_name))
     options.setdefault("supports_dynamic_shapes", True)
     options.setdefault("requires_output_allocator", False)
     options.setdefault("priority", ttk.ConverterPriority.STANDARD)
     options.setdefault("capability_validator", None)
-    return tl.PluginRequest(op, parsed, spec, plan, binaries or FakeBinaries(), None, spec.kernel_name, meta_fn, aot_fn,
-                            require_aot=require_aot, **options)
+    path = plugin_path(spec.geometry, scalar_names(spec), aot_fn)
+    binaries = binaries or FakeBinaries(arch_override=spec.arch_override)
+    return PluginRequest(op, parsed, path, plan, binaries, None, spec.kernel_name, meta_fn, aot_fn,
+                         require_aot=require_aot, **options)
 
 
-def deploy(request: tl.PluginRequest, **backend_fields: Any):
+def deploy(request: PluginRequest, **backend_fields: Any):
     """Prepare and register the plugin with stand-ins; returns (prepared, trtp, torch_tensorrt)."""
     backend, trtp, torch_tensorrt = standin_backend(**backend_fields)
-    prepared = tl.prepare_tensorrt(Where("cuda_kernel_op", request.op_name), request, backend)
+    prepared = prepare_tensorrt(Where("cuda_kernel_op", request.op_name), request, backend)
     prepared.register()
     return prepared, trtp, torch_tensorrt
 
@@ -732,7 +744,7 @@ def sympy_launch(plan, in_shapes, out_shapes):
     """The same lowering as the TensorRT aot_impl, interpreted by sympy, then evaluated."""
     algebra = SympyAlgebra()
     in_ranks = tuple(len(s) for s in in_shapes)
-    lowered = tl.lower_launch(plan, in_ranks, tuple(len(s) for s in out_shapes), algebra)
+    lowered = lower_launch(plan, in_ranks, tuple(len(s) for s in out_shapes), algebra)
     env = {algebra.symbol(INPUT, i, a): n for i, s in enumerate(in_shapes) for a, n in enumerate(s)}
     env.update({algebra.symbol(OUTPUT, i, a): n for i, s in enumerate(out_shapes) for a, n in enumerate(s)})
     value = lambda e: int(sympy.sympify(e).subs(env))  # noqa: E731
@@ -839,7 +851,7 @@ def test_shape_expr_algebra_keeps_expressions_on_the_left():
             2 * n  # the stand-in has TensorRT's gap
         with pytest.raises(ValueError, match="Both arguments"):
             StandInTrtp.cdiv(6, 4)
-        algebra = tl.ShapeExprAlgebra(StandInTrtp, [])
+        algebra = ShapeExprAlgebra(StandInTrtp, [])
         assert algebra.mul(2, n).value == 2 * n.value
         assert algebra.add(1, n).value == n.value + 1
         assert algebra.sub(10, n).value == 10 - n.value
@@ -1000,7 +1012,7 @@ def test_jit_impl_signature_and_what_it_launches(monkeypatch):
     assert annotations["x"] is Tensor and annotations["outputs"] == Tuple[Tensor] and annotations["stream"] is int
     assert inspect.signature(prepared.impl).return_annotation is None
     calls = []
-    monkeypatch.setattr(tl, "current_device", lambda: 3)
+    monkeypatch.setattr(trt_builder, "current_device", lambda: 3)
     prepared.impl.launcher.launch_into = lambda *args, **kwargs: calls.append((args, kwargs))
     trtp.enqueue(OP, [Tensor(0x1000, (4, 5), DataType.FLOAT), Tensor(0x2000, (4, 5), DataType.FLOAT)],
                  {"alpha": 1.5, "k": 7, "flag": True}, [Tensor(0x3000, (4, 5), DataType.FLOAT)], stream=0xABC)
@@ -1027,12 +1039,12 @@ def test_converter_is_generated_after_the_implementation_with_the_options_forwar
 
 
 def test_attribute_style_follows_what_the_converter_turns_into_arrays():
-    assert tl.attribute_style(None) == "builtin"  # a converter that passes FX values through
-    assert tl.attribute_style(lambda annotation: True) == "ndarray"
-    assert tl.attribute_style(lambda annotation: False) == "builtin"
-    assert tl.attribute_style(lambda annotation: 1 / 0) == "builtin"
+    assert attribute_style(None) == "builtin"  # a converter that passes FX values through
+    assert attribute_style(lambda annotation: True) == "ndarray"
+    assert attribute_style(lambda annotation: False) == "builtin"
+    assert attribute_style(lambda annotation: 1 / 0) == "builtin"
     recognised = converter_takes_array(npt.NDArray[np.float64])  # False from NumPy 2.5 on
-    assert tl.attribute_style(converter_takes_array) == ("ndarray" if recognised else "builtin")
+    assert attribute_style(converter_takes_array) == ("ndarray" if recognised else "builtin")
 
 
 def test_converter_scalars_reach_the_plugin_in_the_chosen_style(monkeypatch):
@@ -1040,7 +1052,7 @@ def test_converter_scalars_reach_the_plugin_in_the_chosen_style(monkeypatch):
     as NDArray) to a 0-d array of that dtype; ``trtp.op`` then checks types and the order, and the
     plugin creator hands the values to the functions."""
     request = request_for(AXPY_SPEC)
-    style = tl.attribute_style(converter_takes_array)
+    style = attribute_style(converter_takes_array)
     prepared, trtp, torch_tensorrt = deploy(request, attribute_style=style)
     kwargs = torch_tensorrt.convert(OP, request.schema, [2, 3, 1])  # an int for the float alpha, too
     if style == "ndarray":
@@ -1051,7 +1063,7 @@ def test_converter_scalars_reach_the_plugin_in_the_chosen_style(monkeypatch):
     else:
         assert kwargs == {"alpha": 2.0, "k": 3, "flag": True} and [type(v) for v in kwargs.values()] == [float, int, bool]
     calls = []
-    monkeypatch.setattr(tl, "current_device", lambda: 0)
+    monkeypatch.setattr(trt_builder, "current_device", lambda: 0)
     prepared.impl.launcher.launch_into = lambda *args, **kw: calls.append(kw["scalars"])
     trtp.enqueue(OP, [Tensor(1, (2,), DataType.FLOAT)] * 2, {k: v.item() if isinstance(v, np.ndarray) else v for k, v in kwargs.items()},
                  [Tensor(2, (2,), DataType.FLOAT)], stream=0)
@@ -1115,20 +1127,20 @@ def test_custom_geometry_is_the_aot_launch_and_bad_returns_name_the_op():
         trtp.build(OP, [(3,)], [DataType.FLOAT], {})
 
 
-def _custom_request(spec: ttk.KernelSpec) -> tl.PluginRequest:
+def _custom_request(spec: ttk.KernelSpec) -> PluginRequest:
     """A Custom geometry needs eager_fn= at registration; the plugin request is the same."""
     where = Where("cuda_kernel_op", OP)
     check_spec(where, spec, has_meta_fn=False, has_eager_fn=True, has_aot_fn=False)
     plan = build_plan(OP, spec, num_outputs=len(spec.outputs))
     parsed = parse_schema(where, OP, derive_schema(where, spec, plan.params, None, None))
-    return tl.PluginRequest(OP, parsed, spec, plan, FakeBinaries(), None, "k", None, None, True, False,
-                            ttk.ConverterPriority.STANDARD, None)
+    return PluginRequest(OP, parsed, plugin_path(spec.geometry, scalar_names(spec), None), plan, FakeBinaries(), None, "k",
+                         None, None, True, False, ttk.ConverterPriority.STANDARD, None)
 
 
 def test_aot_ptx_comes_unchanged_from_the_binaries_of_the_right_arch():
     spec = TWO_OUT_SPEC
     for override, gpu, expected in [("sm_90", "sm_86", "sm_90"), (None, "sm_86", "sm_86"), (None, None, DEFAULT_ARCH)]:
-        binaries = FakeBinaries(ptx=PTX + b"// marker\n")
+        binaries = FakeBinaries(ptx=PTX + b"// marker\n", arch_override=override)
         request = request_for(ttk.KernelSpec(**{**spec.__dict__, "arch_override": override}), binaries=binaries)
         _, trtp, _ = deploy(request, gpu_arch=gpu)
         launch = trtp.build(OP, [(2, 2), (1,)], [DataType.FLOAT] * 2, {}).launch
@@ -1137,8 +1149,8 @@ def test_aot_ptx_comes_unchanged_from_the_binaries_of_the_right_arch():
 
 
 def test_no_future_annotations_in_modules_defining_tensorrt_functions():
-    for module in ("trt.py", "trt_lowering.py"):
-        tree = ast.parse((SRC / module).read_text())
+    for module in sorted((SRC / "trt").glob("*.py")):
+        tree = ast.parse(module.read_text())
         futures = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "__future__" for a in node.names]
         assert "annotations" not in futures, module
     prepared, _, _ = deploy(request_for(AXPY_SPEC))
@@ -1149,7 +1161,7 @@ def test_no_future_annotations_in_modules_defining_tensorrt_functions():
 def test_prevalidate_runs_before_registration_and_its_refusal_names_the_op():
     calls = []
     backend, trtp, _ = standin_backend(prevalidate=lambda *args: calls.append(args))
-    prepared = tl.prepare_tensorrt(Where("cuda_kernel_op", OP), request_for(TWO_OUT_SPEC), backend)
+    prepared = prepare_tensorrt(Where("cuda_kernel_op", OP), request_for(TWO_OUT_SPEC), backend)
     assert [(c[0], c[1], c[2], c[3]) for c in calls] == [(OP, prepared.descriptor, prepared.impl, True)]
     assert trtp.events == []
 
@@ -1158,7 +1170,7 @@ def test_prevalidate_runs_before_registration_and_its_refusal_names_the_op():
 
     backend, trtp, _ = standin_backend(prevalidate=refuse)
     with pytest.raises(ValueError, match=r"kernelop.cuda_kernel_op\(kotrt::op\): TensorRT refuses its plugin functions .*bad signature"):
-        tl.prepare_tensorrt(Where("cuda_kernel_op", OP), request_for(TWO_OUT_SPEC), backend)
+        prepare_tensorrt(Where("cuda_kernel_op", OP), request_for(TWO_OUT_SPEC), backend)
 
 
 def test_tensorrt_without_aot_plugins_falls_back_to_jit_for_plans_only():
@@ -1175,7 +1187,7 @@ def test_a_plugin_name_tensorrt_already_knows_is_refused_before_anything_is_regi
     backend, trtp, _ = standin_backend()
     trtp.registry[OP] = PluginDef(OP, None, ["x"], {}, 1)
     with pytest.raises(ValueError, match="already registered in this process"):
-        tl.prepare_tensorrt(Where("cuda_kernel_op", OP), request_for(TWO_OUT_SPEC), backend)
+        prepare_tensorrt(Where("cuda_kernel_op", OP), request_for(TWO_OUT_SPEC), backend)
 
 
 # =============================================================================================
@@ -1207,7 +1219,7 @@ def test_sympy_sizes_translate_to_shape_exprs(make):
     try:
         sa, sb = ShapeExpr(sympy.Symbol("A", integer=True, positive=True)), ShapeExpr(sympy.Symbol("B", integer=True, positive=True))
         leaves = {a: sa, b: sb}
-        result = tl.from_sympy(expr, leaves.__getitem__, tl.ShapeExprAlgebra(StandInTrtp, []))
+        result = from_sympy(expr, leaves.__getitem__, ShapeExprAlgebra(StandInTrtp, []))
     finally:
         _Builder.active = False
     for va, vb in [(1, 1), (2, 9), (13, 5), (40, 3)]:
@@ -1218,11 +1230,11 @@ def test_sympy_sizes_translate_to_shape_exprs(make):
 
 def test_sympy_sizes_without_a_shape_expr_are_refused():
     a = sympy.Symbol("a", integer=True, positive=True)
-    with pytest.raises(tl.UnsupportedShape, match="non-integer"):
-        tl.from_sympy(a / 2, lambda s: s, SympyAlgebra())
+    with pytest.raises(UnsupportedShape, match="non-integer"):
+        from_sympy(a / 2, lambda s: s, SympyAlgebra())
 
 
-def _ptx_op_request(name: str, meta_fn: Any) -> tl.PluginRequest:
+def _ptx_op_request(name: str, meta_fn: Any) -> PluginRequest:
     """Registers the torch side of a ptx_op (no TensorRT here) and returns its plugin request."""
 
     def aot_fn(inputs, outputs, tactic):
@@ -1231,7 +1243,8 @@ def _ptx_op_request(name: str, meta_fn: Any) -> tl.PluginRequest:
     ttk.ptx_op(name, PTX, "k", meta_fn, lambda *a: None, aot_fn)
     where = Where("ptx_op", name)
     parsed = parse_schema(where, name, derive_schema(where, None, (), meta_fn, None))
-    return tl.PluginRequest(name, parsed, None, None, None, PTX, "k", meta_fn, aot_fn, False, False, ttk.ConverterPriority.STANDARD, None)
+    return PluginRequest(name, parsed, plugin_path(None, (), aot_fn), None, None, PTX, "k", meta_fn, aot_fn, False, False,
+                         ttk.ConverterPriority.STANDARD, None)
 
 
 def _cat_meta(x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -1251,12 +1264,12 @@ def test_ptx_op_descriptor_traces_meta_fn_symbolically(op_name):
 
 def test_meta_fn_outputs_of_a_declarative_geometry_lower_through_the_traced_shapes(op_name, register):
     """repeat2: outputs from meta_fn, grid from the output's numel through the same plan."""
-    from kernelop.examples import EXAMPLES
+    from kernelop.cli.examples import EXAMPLES
 
     example = next(e for e in EXAMPLES if e.op_name.endswith("repeat2"))
     request = request_for(example.spec, op=op_name("repeat2"), meta_fn=example.meta_fn)
     register(request.op_name, example.spec, meta_fn=example.meta_fn)
-    request = tl.PluginRequest(**{**request.__dict__, "plan": ttk.registered_ops()[request.op_name].plan})
+    request = PluginRequest(**{**request.__dict__, "plan": ttk.registered_ops()[request.op_name].plan})
     _, trtp, _ = deploy(request)
     launch = trtp.build(request.op_name, [(1001,)], [DataType.FLOAT], {}).launch
     assert launch.grid == (-(-2002 // 256), 1, 1) and launch.extras == (1001,)
@@ -1279,7 +1292,7 @@ def test_meta_fn_outputs_of_a_declarative_geometry_lower_through_the_traced_shap
     ],
 )
 def test_plugin_path_decision_table(spec, aot_fn, aot, source):
-    path = tl.plugin_path(spec, aot_fn)
+    path = plugin_path(spec.geometry, scalar_names(spec), aot_fn) if spec is not None else plugin_path(None, (), aot_fn)
     assert (path.aot, path.source) == (aot, source)
 
 
@@ -1311,7 +1324,7 @@ def test_require_aot_refuses_a_schema_tensorrt_cannot_take_even_without_tensorrt
 
 def test_schema_problems():
     parse = lambda text: torch._C.parse_schema(f"kotrt::p{text}")  # noqa: E731
-    assert tl.schema_problems(parse("(Tensor x, Tensor y, float a, int b, bool c) -> Tensor")) == []
+    assert schema_problems(parse("(Tensor x, Tensor y, float a, int b, bool c) -> Tensor")) == []
     cases = {
         "(float a) -> Tensor": "no Tensor argument",
         "(Tensor x, float a, Tensor y) -> Tensor": "follows scalar argument 'a'",
@@ -1323,13 +1336,13 @@ def test_schema_problems():
         "(Tensor x, float a=1.0, int b=2) -> Tensor": None,
     }
     for text, problem in cases.items():
-        problems = tl.schema_problems(parse(text))
+        problems = schema_problems(parse(text))
         if problem is None:
             assert problems == [], text
         else:
             assert any(problem in p for p in problems), (text, problems)
     with_defaults = parse("(Tensor x, float a, int b=2) -> Tensor")
-    assert any("have defaults and others do not" in p for p in tl.schema_problems(with_defaults))
+    assert any("have defaults and others do not" in p for p in schema_problems(with_defaults))
 
 
 # =============================================================================================
@@ -1367,7 +1380,7 @@ _PLUGINS = SimpleNamespace(generate_plugin_converter=lambda *a, **k: None)
     ],
 )
 def test_probe_tensorrt(modules, available, reason):
-    status = tl.probe_tensorrt(_importer(modules))
+    status = probe_tensorrt(_importer(modules))
     assert status.available is available
     assert reason in status.reason
     if available:
@@ -1382,7 +1395,7 @@ def test_probe_tensorrt(modules, available, reason):
      ("10.6.0", None, False), ("10.14.0.1", None, False), ("9.3.0", None, False), ("10.13.0", "tensorrt_rtx", False), ("", None, False)],
 )
 def test_tensorrt_version_gate(version, package, ok):
-    assert (tl.tensorrt_version_problem(version, package) is None) is ok
+    assert (tensorrt_version_problem(version, package) is None) is ok
 
 
 def test_tensorrt_status_here_and_its_public_name():
@@ -1395,7 +1408,7 @@ def test_tensorrt_status_here_and_its_public_name():
 def test_one_info_line_per_process_says_the_tensorrt_side_was_skipped(monkeypatch, caplog, op_name, register, relu_spec):
     if _has_tensorrt():
         pytest.skip("checks the behaviour without TensorRT")
-    monkeypatch.setattr(tl, "_skip_notice", tl.OnceNotice())  # as in a fresh process
+    monkeypatch.setattr(trt_registration, "skip_notice", OnceNotice())  # as in a fresh process
     with caplog.at_level(logging.INFO, logger="kernelop"):
         register(op_name("skip"), relu_spec())
         register(op_name("skip"), relu_spec())
@@ -1414,7 +1427,7 @@ def test_registration_with_tensorrt_registers_the_plugin_after_the_torch_op(monk
         seen_torch_op.append(hasattr(op_packet(plugin_id), "default"))  # Torch-TensorRT needs torch.ops.<ns>.<name>
         generate(plugin_id, **options)
 
-    monkeypatch.setattr(tl, "load_backend", lambda: tl.Backend(**{**backend.__dict__, "generate_converter": converter}))
+    monkeypatch.setattr(trt_registration, "load_backend", lambda: Backend(**{**backend.__dict__, "generate_converter": converter}))
     name = op_name("withtrt")
     register(name, relu_spec())
     assert trtp.events == [("register", name), ("aot_impl", name), ("converter", name)]
@@ -1431,13 +1444,13 @@ def test_a_refused_plugin_leaves_no_torch_op_behind(monkeypatch, op_name, regist
     def broken_converter(plugin_id, **options):
         raise RuntimeError("converter registry is broken")
 
-    monkeypatch.setattr(tl, "load_backend", lambda: tl.Backend(**{**backend.__dict__, "generate_converter": broken_converter}))
+    monkeypatch.setattr(trt_registration, "load_backend", lambda: Backend(**{**backend.__dict__, "generate_converter": broken_converter}))
     name = op_name("refused")
     with pytest.raises(ValueError, match=rf"kernelop.cuda_kernel_op\({name}\): TensorRT refused its plugin \(RuntimeError: converter registry is broken\); the PyTorch op was removed again"):
         register(name, relu_spec())
     assert_left_nothing(name)
 
-    monkeypatch.setattr(tl, "load_backend", lambda: backend)
+    monkeypatch.setattr(trt_registration, "load_backend", lambda: backend)
     source = 'extern "C" __global__ void k(const float* x, float a, const float* y, int n, float* out) {}'
     spec = relu_spec(kernel_source=source, kernel_name="k", inputs=[ttk.InputDecl("x"), ttk.ScalarInput("a", float), ttk.InputDecl("w")])
     name = op_name("unplugged")
@@ -1453,13 +1466,13 @@ def test_a_refused_plugin_leaves_no_torch_op_behind(monkeypatch, op_name, regist
 
 
 def test_ptx_isa_table_is_ordered_and_maps_drivers_to_isas():
-    isas = [isa for isa, _ in tl.PTX_ISA_FIRST_DRIVER]
-    drivers = [d for _, d in tl.PTX_ISA_FIRST_DRIVER]
+    isas = [isa for isa, _ in PTX_ISA_FIRST_DRIVER]
+    drivers = [d for _, d in PTX_ISA_FIRST_DRIVER]
     assert isas == sorted(isas) and drivers == sorted(drivers)
     expected = {(12, 0): (8, 0), (12, 1): (8, 1), (12, 4): (8, 4), (12, 5): (8, 5), (12, 6): (8, 5), (12, 8): (8, 7),
                 (12, 9): (8, 8), (13, 0): (9, 0), (13, 1): (9, 1), (11, 8): (7, 8), (10, 2): None}
-    assert {d: tl.max_ptx_isa(d) for d in expected} == expected
-    assert tl.driver_cuda_version(12080) == (12, 8) and tl.driver_cuda_version(13010) == (13, 1)
+    assert {d: max_ptx_isa(d) for d in expected} == expected
+    assert driver_cuda_version(12080) == (12, 8) and driver_cuda_version(13010) == (13, 1)
 
 
 @pytest.mark.parametrize(
@@ -1478,7 +1491,7 @@ def test_ptx_isa_table_is_ordered_and_maps_drivers_to_isas():
 )
 def test_ptx_driver_problem(isa, driver, problem):
     ptx = f"//\n// Generated by NVIDIA NVVM Compiler\n.version {isa}\n.target sm_80\n".encode()
-    result = tl.ptx_driver_problem(ptx, driver)
+    result = ptx_driver_problem(ptx, driver)
     if problem is None:
         assert result is None
     else:
@@ -1495,10 +1508,10 @@ def test_registration_warns_when_the_driver_cannot_load_the_engine_ptx():
 
 
 def test_nvrtc_ptx_carries_the_isa_version(relu_source):
-    from kernelop.nvrtc import CompileRequest, compile_kernel
+    from kernelop.compiler.nvrtc import CompileRequest, compile_kernel
 
     kernel = compile_kernel(CompileRequest(relu_source, "my_relu", "sm_80"))
-    assert tl.ptx_isa_version(kernel.ptx) is not None
+    assert ptx_isa_version(kernel.ptx) is not None
 
 
 # =============================================================================================
@@ -1509,7 +1522,7 @@ def test_nvrtc_ptx_carries_the_isa_version(relu_source):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_jit_impl_launches_into_tensorrt_owned_buffers(op_name, register):
-    from kernelop.examples import EXAMPLES
+    from kernelop.cli.examples import EXAMPLES
 
     example = next(e for e in EXAMPLES if e.op_name.endswith("axpy"))
     name = op_name("jitgpu")
@@ -1549,7 +1562,7 @@ def test_real_tensorrt_registers_an_aot_plugin_and_a_converter(op_name, register
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not _has_tensorrt(), reason="needs TensorRT and Torch-TensorRT")
 def test_real_tensorrt_registers_scalar_specs_as_jit_plugins(op_name, register):
-    from kernelop.examples import EXAMPLES
+    from kernelop.cli.examples import EXAMPLES
     from tensorrt.plugin._lib import QDP_REGISTRY
 
     example = next(e for e in EXAMPLES if e.op_name.endswith("axpy"))

@@ -9,7 +9,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import kernelop as ttk
-from kernelop.nvrtc import COMPILE_COUNTER
+from kernelop.compiler.nvrtc import COMPILE_COUNTER
 
 def _packet(name: str):
     namespace, short = name.split("::")

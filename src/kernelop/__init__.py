@@ -2,10 +2,9 @@
 
 The public API mirrors ``torch_tensorrt.kernels``: ``import kernelop as ttk``.
 """
-from .nvrtc import CompileError
-from .ops import cuda_kernel_op, ptx_op, registered_ops
-from .trt_lowering import TensorRTStatus, tensorrt_status
-from .spec import (
+from .compiler.nvrtc import CompileError
+from .cuda import driver
+from .dsl.spec import (
     ConverterPriority,
     Custom,
     DimSize,
@@ -19,6 +18,10 @@ from .spec import (
     SameAs,
     ScalarInput,
 )
+from .frontend.cuda_kernel_op import cuda_kernel_op
+from .frontend.ptx_op import ptx_op
+from .frontend.registry import registered_ops
+from .trt.status import TensorRTStatus, tensorrt_status
 
 __all__ = [
     "CompileError",
@@ -36,6 +39,7 @@ __all__ = [
     "ScalarInput",
     "TensorRTStatus",
     "cuda_kernel_op",
+    "driver",
     "ptx_op",
     "registered_ops",
     "tensorrt_status",

@@ -6,14 +6,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_ARCH = "sm_80"
-"""Compile target when no GPU is present and the spec names no ``arch_override``.
-
-``sm_80`` PTX runs (through the driver's JIT) on every GPU from Ampere on, so a kernel
-registered on a GPU-less build machine compiles for the oldest architecture likely to run it.
-"""
-
-
 def _flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -15,8 +15,9 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from kernelop import nvrtc, settings
-from kernelop.nvrtc import CompiledKernel, CompileRequest
+from .. import settings
+from . import nvrtc
+from .nvrtc import CompiledKernel, CompileRequest
 
 _LOG = logging.getLogger(__name__)
 

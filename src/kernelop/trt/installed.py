@@ -1,8 +1,8 @@
 """The real TensorRT behind kernelop's plugins: ``tensorrt.plugin`` and Torch-TensorRT's converter helper.
 
 Imported only after ``tensorrt_status()`` found TensorRT and Torch-TensorRT usable. Everything
-that decides what a plugin looks like lives in ``trt_lowering`` (which needs no TensorRT and is
-tested with stand-ins); this module only gathers the modules, the GPU's architecture and the
+that decides what a plugin looks like lives in the other modules of this package (which need no
+TensorRT and are tested with stand-ins); this module only gathers the modules, the GPU's architecture and the
 driver version, and runs TensorRT's own signature checks before anything is registered.
 
 No ``from __future__ import annotations`` here: TensorRT reads plugin annotations as objects.
@@ -19,7 +19,9 @@ import torch
 from tensorrt.plugin._lib import QDP_REGISTRY
 from torch_tensorrt.dynamo.conversion.plugins import generate_plugin_converter
 
-from .trt_lowering import Backend, attribute_style
+from ..compiler.target import device_arch
+from .backend import Backend
+from .functions import attribute_style
 
 _lock = threading.Lock()
 _backend: Optional[Backend] = None
@@ -56,8 +58,6 @@ def _converter_takes_array() -> Optional[Callable[[Any], bool]]:
 def _gpu_arch() -> Optional[str]:
     if not torch.cuda.is_available():
         return None
-    from .kernel import device_arch
-
     return device_arch(torch.cuda.current_device())
 
 

@@ -5,36 +5,36 @@ import dataclasses
 import threading
 from typing import Optional
 
-import torch
-
-from .cache import KernelCache, compile_cached
+from ..compiler.cache import KernelCache, compile_cached
+from ..compiler.nvrtc import CompiledKernel, CompileRequest
+from ..compiler.target import device_arch
+from ..errors import Where
+from ..plan.describe import describe_slot
+from ..plan.launch_plan import CTYPE_SIZES, LaunchPlan
 from .driver import LoadedFunction, load_function
-from .nvrtc import CompiledKernel, CompileRequest
-from .plan import CTYPE_SIZES, LaunchPlan, describe_slot
-from .settings import DEFAULT_ARCH
-from .validate import Where
-
-
-def device_arch(device_index: int) -> str:
-    major, minor = torch.cuda.get_device_capability(device_index)
-    return f"sm_{major}{minor}"
-
-
-def target_arch(arch_override: Optional[str]) -> str:
-    """The current GPU's architecture, else ``arch_override``, else ``DEFAULT_ARCH``."""
-    if torch.cuda.is_available():
-        return device_arch(torch.cuda.current_device())
-    return arch_override or DEFAULT_ARCH
 
 
 class KernelBinaries:
-    """Compiles on first need for an architecture and loads on first use on a device."""
+    """Compiles on first need for an architecture and loads on first use on a device.
 
-    def __init__(self, op_name: str, request: CompileRequest, cache: KernelCache, plan: Optional[LaunchPlan]):
+    ``request`` is compiled for its ``arch`` (the registration target); ``arch_override`` is
+    the spec's, kept for the TensorRT engine's PTX. With a ``plan``, a loaded kernel's parameter
+    list is checked against the plan's layout.
+    """
+
+    def __init__(
+        self,
+        op_name: str,
+        request: CompileRequest,
+        cache: KernelCache,
+        plan: Optional[LaunchPlan],
+        arch_override: Optional[str] = None,
+    ):
         self.op_name = op_name
-        self.request = request  # its ``arch`` is the registration target
+        self.request = request
         self.cache = cache
         self.plan = plan
+        self.arch_override = arch_override
         self._binaries: dict[str, CompiledKernel] = {}
         self._functions: dict[int, LoadedFunction] = {}
         self._refusal: Optional[ValueError] = None  # a signature mismatch holds on every device
@@ -43,7 +43,7 @@ class KernelBinaries:
     def for_arch(self, arch: str) -> CompiledKernel:
         binary = self._binaries.get(arch)
         if binary is None:
-            request = self.request if arch == self.request.arch else _with_arch(self.request, arch)
+            request = self.request if arch == self.request.arch else dataclasses.replace(self.request, arch=arch)
             binary = compile_cached(request, self.cache, op_name=self.op_name)
             self._binaries[arch] = binary
         return binary
@@ -68,10 +68,6 @@ class KernelBinaries:
         return fn
 
 
-def _with_arch(request: CompileRequest, arch: str) -> CompileRequest:
-    return dataclasses.replace(request, arch=arch)
-
-
 def check_param_layout(where: Where, kernel_name: str, fn: LoadedFunction, plan: LaunchPlan) -> None:
     """Refuse a kernel whose parameter list disagrees with the spec's calling convention."""
     if fn.param_layout is None:
@@ -88,15 +84,3 @@ def check_param_layout(where: Where, kernel_name: str, fn: LoadedFunction, plan:
         f"  kernel, as the driver reports it:\n{kernel_side}\n"
         "Fix the kernel signature or the KernelSpec inputs/extras/outputs."
     )
-
-
-def compile_request_for(op_name: str, source: str, kernel_name: str, arch: str, std: str, include_paths: Optional[list]) -> CompileRequest:
-    return CompileRequest(
-        source=source,
-        kernel_name=kernel_name,
-        arch=arch,
-        std=std,
-        include_paths=tuple(include_paths or ()),
-        program_name=op_name.replace("::", "_") + ".cu",
-    )
-

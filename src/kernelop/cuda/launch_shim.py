@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
-from .counters import Counter
+from ..counters import Counter
 
 SOURCE = Path(__file__).with_name("launch_shim.c")
 BUILD_COUNTER = Counter()

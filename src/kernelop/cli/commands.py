@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .cache import KernelCache
-from .nvrtc import CompileError, CompileRequest, compile_kernel
-from .settings import DEFAULT_ARCH
+from ..compiler.cache import KernelCache
+from ..compiler.nvrtc import CompileError, CompileRequest, compile_kernel
+from ..compiler.target import DEFAULT_ARCH, target_arch
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -41,8 +41,6 @@ def _compile(file: Path, name: str, arch: Optional[str], std: str, include: list
         print(f"kernelop compile: cannot read {file} ({exc.strerror})", file=sys.stderr)
         return 2
     if arch is None:
-        from .kernel import target_arch
-
         arch = target_arch(None)
     try:
         request = CompileRequest(source, name, arch, std=std, include_paths=tuple(include), program_name=file.name)

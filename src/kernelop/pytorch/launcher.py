@@ -17,15 +17,16 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from . import driver
-from .expr import OUTPUT, Dim, Expr, compile_int, substitute
-from .kernel import KernelBinaries
-from .packing import PACK_ERRORS, layout_of
-from .plan import LaunchPlan, describe_slot
-from .settings import SETTINGS
-from .signature import dtypes_of_size
-from .torchop import check_tensors
-from .validate import Where
+from ..compiler.signature import dtypes_of_size
+from ..cuda import driver
+from ..cuda.binaries import KernelBinaries
+from ..cuda.packing import PACK_ERRORS, layout_of
+from ..errors import Where
+from ..plan.describe import describe_slot
+from ..plan.expr import OUTPUT, Dim, Expr, compile_int, substitute
+from ..plan.launch_plan import LaunchPlan
+from ..settings import SETTINGS
+from .fake import check_tensors
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_GRID = (2**31 - 1, 65535, 65535)
@@ -42,18 +43,12 @@ class EagerLauncher:
     per-argument looping or dispatch on kinds. ``source`` holds its text.
     """
 
-    def __init__(
-        self,
-        plan: LaunchPlan,
-        binaries: KernelBinaries,
-        meta_fn: Optional[Callable[..., Any]],
-        element_sizes: Optional[tuple[Optional[int], ...]] = None,
-    ):
+    def __init__(self, plan: LaunchPlan, binaries: KernelBinaries, meta_fn: Optional[Callable[..., Any]]):
         self.plan = plan
         self.binaries = binaries
         self.meta_fn = meta_fn
         self.where = Where("call", plan.op_name)
-        self.tensor_rules = self._tensor_rules(element_sizes)
+        self.tensor_rules = self._tensor_rules()
         self.layout = layout_of([s.ctype for s in plan.arg_layout])
         self.programs: dict[tuple, Callable[..., tuple]] = {}
         self.dims: dict[Any, tuple] = {}
@@ -86,23 +81,18 @@ class EagerLauncher:
     def __call__(self, *args: Any) -> Any:
         return self.call(*args)
 
-    def _tensor_rules(self, element_sizes: Optional[tuple[Optional[int], ...]]) -> tuple:
+    def _tensor_rules(self) -> tuple:
         """Per tensor input: (index, allowed dtypes or None): the declared dtype, else every dtype
         whose element size matches the kernel's pointer parameter, else anything."""
+        sizes = {s.index: s.pointee_size for s in self.plan.arg_layout if s.kind == "tensor"}
         rules = []
         for index, param in enumerate(self.plan.tensor_params):
-            size = self._pointee_size(element_sizes, "tensor", index)
             if param.dtype is not None:
                 rules.append((index, frozenset({param.dtype})))
             else:
+                size = sizes[index]
                 rules.append((index, None if size is None else dtypes_of_size(size)))
         return tuple(rules)
-
-    def _pointee_size(self, element_sizes: Optional[tuple], kind: str, index: int) -> Optional[int]:
-        if element_sizes is None or len(element_sizes) != len(self.plan.arg_layout):
-            return None
-        position = next(i for i, s in enumerate(self.plan.arg_layout) if s.kind == kind and s.index == index)
-        return element_sizes[position]
 
     # -- the generated hot path ---------------------------------------------------------------
 

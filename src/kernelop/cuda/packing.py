@@ -12,7 +12,7 @@ import struct
 import threading
 from typing import Any, Sequence
 
-from .plan import CTYPE_SIZES
+from ..plan.launch_plan import CTYPE_SIZES
 
 CODES = {"ptr": "Q", "float": "f", "int": "i", "bool": "?"}
 SIZES = {code: CTYPE_SIZES[name] for name, code in CODES.items()}

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 
+from ..frontend.cuda_kernel_op import cuda_kernel_op
+from ..frontend.registry import registered_ops
+from ..plan.describe import describe
 from .examples import EXAMPLES, Example
-from .ops import cuda_kernel_op, registered_ops
-from .plan import describe
 
 
 def run_demo() -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cuda.bindings import nvrtc as _nvrtc
 
-from .counters import Counter
+from ..counters import Counter
 
 _ARCH_PATTERN = re.compile(r"sm_\d+[af]?")
 _SYSTEM_CUDA_ROOTS: tuple[str, ...] = ("/usr/local/cuda",)

@@ -13,10 +13,10 @@ from typing import Any, Callable, Optional
 
 from cuda.bindings import driver as cu
 
+from ..counters import Counter
+from ..settings import SETTINGS
 from . import launch_shim
-from .counters import Counter
 from .packing import buffers_for
-from .settings import SETTINGS
 
 
 STICKY_ERRORS = frozenset(

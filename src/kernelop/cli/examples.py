@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .spec import (
+from ..dsl.spec import (
     DimSize,
     Elementwise,
     InputDecl,

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import keyword
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from ..errors import Where
 from .spec import (
     ConverterPriority,
     Custom,
@@ -28,17 +28,6 @@ SCALAR_TYPES = (float, int, bool)
 RESERVED_NAMESPACES = frozenset({"aten", "prim", "prims", "trt", "tensorrt", "std"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ARCH = re.compile(r"sm_\d{2,3}[af]?\Z")
-
-
-@dataclass(frozen=True)
-class Where:
-    """The API and op an error belongs to, so every message starts the same way."""
-
-    api: str
-    op: str
-
-    def fail(self, message: str, exc: type[Exception] = ValueError) -> NoReturn:
-        raise exc(f"kernelop.{self.api}({self.op}): {message}")
 
 
 def is_identifier(name: object) -> bool:
@@ -83,6 +72,13 @@ def check_priority(where: Where, priority: object) -> None:
         where.fail(f"priority must be a ConverterPriority (got {priority!r})", TypeError)
 
 
+def check_converter_options(where: Where, dynamic: object, output_allocator: object, priority: object) -> None:
+    """The options both registration APIs hand to Torch-TensorRT's converter."""
+    check_flag(where, "supports_dynamic_shapes", dynamic)
+    check_flag(where, "requires_output_allocator", output_allocator)
+    check_priority(where, priority)
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -103,6 +99,10 @@ def tensor_names(spec: KernelSpec) -> list[str]:
     return [d.name for d in spec.inputs or () if isinstance(d, InputDecl)]
 
 
+def scalar_names(spec: KernelSpec) -> list[str]:
+    return [d.name for d in spec.inputs or () if isinstance(d, ScalarInput)]
+
+
 def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object) -> int:
     """Index into the tensor-only input list for an int position or an input name."""
     names = tensor_names(spec)
@@ -116,8 +116,7 @@ def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object)
     if isinstance(ref, str):
         if ref in names:
             return names.index(ref)
-        scalars = [d.name for d in spec.inputs or () if isinstance(d, ScalarInput)]
-        if ref in scalars:
+        if ref in scalar_names(spec):
             where.fail(f"{field_name} names scalar input {ref!r}; it must name a tensor input {names}")
         where.fail(f"{field_name} names unknown input {ref!r} (tensor inputs are {names})")
     where.fail(f"{field_name} must be a tensor input's position or name (got {ref!r})", TypeError)

@@ -6,16 +6,15 @@ the fake impl and the TensorRT lowering all read the same expressions.
 """
 from __future__ import annotations
 
-import re
-
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
 
-from .expr import INPUT, OUTPUT, CeilDiv, Const, Dim, Expr, product, substitute
-from .spec import Custom, DimSize, Elementwise, InputDecl, KernelSpec, ReduceDims, Reduction, ScalarInput
-from .validate import Where, resolve_tensor
+from ..dsl.spec import Custom, DimSize, Elementwise, InputDecl, KernelSpec, ReduceDims, Reduction, ScalarInput
+from ..dsl.validate import resolve_tensor
+from ..errors import Where
+from .expr import INPUT, OUTPUT, CeilDiv, Const, Dim, Expr, product
 
 SCALAR_CTYPES = {float: "float", int: "int", bool: "bool"}
 SCHEMA_TYPES = {float: "float", int: "int", bool: "bool"}
@@ -62,17 +61,22 @@ class ExtraRule:
 
 @dataclass(frozen=True)
 class ArgSlot:
-    """One kernel parameter: ``kind`` is tensor, scalar, extra or output; ``ctype`` its C type."""
+    """One kernel parameter: ``kind`` is tensor, scalar, extra or output; ``ctype`` its C type.
+
+    ``pointee_size`` is the element size of a pointer parameter as the kernel's source declares
+    it (``const float*``: 4), None where it could not be read.
+    """
 
     kind: str
     index: int
     ctype: str
+    pointee_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
 class LaunchDims:
     """Grid, block, dynamic shared memory and extras of one launch, for fixed ranks: as the
-    plan's expressions, or as their values under one algebra (``trt_lowering.lower_launch``)."""
+    plan's expressions, or as their values under one algebra (``trt.lowering.lower_launch``)."""
 
     grid: tuple[Any, Any, Any]
     block: tuple[Any, Any, Any]
@@ -98,6 +102,11 @@ class LaunchPlan:
     @property
     def tensor_params(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.is_tensor)
+
+    @property
+    def declares_inputs(self) -> bool:
+        """False for a spec without inputs (its eager path is ``eager_fn``): the plan has no params."""
+        return bool(self.params)
 
     def output_shapes(self, in_ranks: tuple[int, ...]) -> tuple[tuple[Expr, ...], ...]:
         """Each declared output's shape as expressions over input dimensions."""
@@ -198,8 +207,17 @@ class LaunchPlan:
         return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
 
 
-def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
-    """Derive the plan from an already validated spec."""
+def build_plan(
+    op_name: str,
+    spec: KernelSpec,
+    num_outputs: int,
+    pointee_sizes: Optional[Sequence[Optional[int]]] = None,
+) -> LaunchPlan:
+    """Derive the plan from an already validated spec.
+
+    ``pointee_sizes`` gives, per kernel parameter, the element size its source declares for a
+    pointer (``compiler.signature.pointer_element_sizes``); a list of another length is ignored.
+    """
     where = Where("cuda_kernel_op", op_name)
     params = params_of(spec)
     outputs = None
@@ -213,14 +231,14 @@ def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
         )
         for i, e in enumerate(spec.extras)
     )
-    layout = (
-        tuple(
-            ArgSlot("tensor", p.tensor_index, "ptr") if p.is_tensor else ArgSlot("scalar", p.position, SCALAR_CTYPES[p.py_type])  # type: ignore[arg-type, index]
-            for p in params
-        )
-        + tuple(ArgSlot("extra", i, "int") for i in range(len(extras)))
-        + tuple(ArgSlot("output", i, "ptr") for i in range(num_outputs))
+    slots = (
+        [("tensor", p.tensor_index, "ptr") if p.is_tensor else ("scalar", p.position, SCALAR_CTYPES[p.py_type]) for p in params]  # type: ignore[index]
+        + [("extra", i, "int") for i in range(len(extras))]
+        + [("output", i, "ptr") for i in range(num_outputs)]
     )
+    if pointee_sizes is None or len(pointee_sizes) != len(slots):
+        pointee_sizes = [None] * len(slots)
+    layout = tuple(ArgSlot(kind, index, ctype, size) for (kind, index, ctype), size in zip(slots, pointee_sizes))  # type: ignore[arg-type]
     reduced_input = None
     if isinstance(spec.geometry, Reduction):
         reduced_input = resolve_tensor(where, spec, "geometry.input_idx", spec.geometry.input_idx)
@@ -247,53 +265,3 @@ def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any) -> OutputRule
     if isinstance(out.shape, ReduceDims):
         return OutputRule(out.name, source, tuple(out.shape.dims), out.shape.keepdim, dtype_source)
     return OutputRule(out.name, source, None, False, dtype_source)
-
-
-def describe_slot(plan: LaunchPlan, slot: ArgSlot) -> str:
-    if slot.kind == "tensor":
-        name = plan.tensor_params[slot.index].name
-    elif slot.kind == "scalar":
-        name = plan.params[slot.index].name
-    elif slot.kind == "extra":
-        name = plan.extras[slot.index].describe(plan.params)
-    else:
-        name = plan.outputs[slot.index].name if plan.outputs else f"output{slot.index}"
-    c_name = "pointer" if slot.ctype == "ptr" else slot.ctype
-    return f"{name}: {c_name} ({CTYPE_SIZES[slot.ctype]} bytes)"
-
-
-def describe(plan: LaunchPlan, in_ranks: tuple[int, ...], out_ranks: Optional[tuple[int, ...]] = None) -> str:
-    """A readable launch plan for one tuple of ranks (the CLI and the demo print it).
-
-    Output dimensions are shown through the output shapes where the plan declares them.
-    """
-    names = [p.name for p in plan.tensor_params]
-    lines = [f"op {plan.op_name}", "  kernel args: " + "; ".join(describe_slot(plan, s) for s in plan.arg_layout)]
-    shapes: tuple[tuple[Expr, ...], ...] = ()
-    if plan.outputs is not None:
-        shapes = plan.output_shapes(in_ranks)
-        out_ranks = tuple(len(s) for s in shapes)
-        for rule, shape in zip(plan.outputs, shapes):
-            lines.append(f"  output {rule.name}: shape ({', '.join(_readable(e, names) for e in shape)}) dtype of {names[rule.dtype_source]}")
-    else:
-        lines.append("  outputs: shapes and dtypes from meta_fn")
-
-    def through_outputs(dim: Dim) -> Expr:
-        return shapes[dim.index][dim.axis] if dim.side == OUTPUT and shapes else dim
-
-    if out_ranks is not None and isinstance(plan.geometry, (Elementwise, Reduction)):
-        dims = plan.launch_dims(in_ranks, out_ranks)
-        show = lambda e: _readable(substitute(e, through_outputs), names)  # noqa: E731
-        lines.append(f"  grid:  ({', '.join(show(e) for e in dims.grid)})")
-        lines.append(f"  block: ({', '.join(show(e) for e in dims.block)})")
-        lines.append(f"  dynamic shared memory: {show(dims.shared_mem)} bytes")
-        for rule, e in zip(plan.extras, dims.extras):
-            lines.append(f"  extra {rule.describe(plan.params)} = {show(e)}")
-    return "\n".join(lines)
-
-
-def _readable(e: Expr, names: list[str]) -> str:
-    text = str(e)
-    for i, name in enumerate(names):
-        text = text.replace(f"{INPUT}{i}.", f"{name}.")
-    return re.sub(rf"{OUTPUT}(\d+)\.", r"out\1.", text)

@@ -1,0 +1,1 @@
+"""Compilation: NVRTC, the disk cache, the target architecture, and facts read from the source."""

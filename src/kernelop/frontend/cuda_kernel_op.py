@@ -1,0 +1,111 @@
+"""``cuda_kernel_op``: CUDA C++ source and a ``KernelSpec`` as a PyTorch op (and TensorRT plugin).
+
+Registration is a list of small steps; any failure before the last leaves nothing behind (no
+schema, no impl, no fake impl, no registry entry). Only this frontend reads the spec: it turns it
+into the launch plan and the compile request, and every layer below reads those alone.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from ..compiler.cache import KernelCache
+from ..compiler.nvrtc import CompileRequest
+from ..compiler.signature import pointer_element_sizes
+from ..compiler.target import target_arch
+from ..cuda.binaries import KernelBinaries
+from ..dsl.spec import ConverterPriority, KernelSpec
+from ..dsl.validate import check_converter_options, check_op_name, check_overrides, check_spec, scalar_names
+from ..errors import Where
+from ..plan.launch_plan import LaunchPlan, build_plan, params_of
+from ..pytorch import fake, library, schema as schemas
+from ..pytorch.launcher import EagerLauncher
+from ..trt import decision, registration as trt_registration
+from ..trt.backend import PluginRequest
+from .registry import Registration, already_registered, record
+
+log = logging.getLogger("kernelop")
+
+
+def cuda_kernel_op(
+    op_name: str,
+    spec: KernelSpec,
+    *,
+    meta_fn: Optional[Callable[..., Any]] = None,
+    eager_fn: Optional[Callable[..., Any]] = None,
+    aot_fn: Optional[Callable[..., Any]] = None,
+    schema: Optional[str] = None,
+    supports_dynamic_shapes: bool = True,
+    requires_output_allocator: bool = False,
+    priority: ConverterPriority = ConverterPriority.STANDARD,
+    capability_validator: Optional[Callable[..., Any]] = None,
+    require_aot: bool = False,
+    cache: Optional[KernelCache] = None,
+) -> None:
+    """Register a CUDA C++ kernel as ``torch.ops.<ns>.<name>``, compiled with NVRTC now.
+
+    ``cache`` (additive) overrides the compile cache taken from the environment.
+    ``require_aot`` (additive) refuses a spec whose TensorRT plugin would be JIT, on every machine.
+    """
+    where = Where("cuda_kernel_op", op_name)
+    namespace, name = check_op_name(where, op_name)
+    check_overrides(where, meta_fn, eager_fn, aot_fn, schema, capability_validator)
+    check_converter_options(where, supports_dynamic_shapes, requires_output_allocator, priority)
+    check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=eager_fn is not None, has_aot_fn=aot_fn is not None)
+    plugin_path = decision.plugin_path(spec.geometry, scalar_names(spec), aot_fn)
+    decision.check_require_aot(where, plugin_path, require_aot)
+    fingerprint = ("cuda", spec, meta_fn, eager_fn, aot_fn, schema, supports_dynamic_shapes, requires_output_allocator, priority, capability_validator)
+    if already_registered(where, op_name, fingerprint):
+        return
+
+    schema_text = schemas.derive_schema(where, spec, params_of(spec), meta_fn, schema)
+    parsed = schemas.parse_schema(where, op_name, schema_text)
+    request = compile_request(op_name, spec)
+    plan = build_plan(op_name, spec, len(parsed.returns), pointer_element_sizes(spec.kernel_source, spec.kernel_name))
+    schemas.check_schema_against_plan(where, parsed, plan)
+    binaries = _compile(op_name, request, spec.arch_override, plan, cache or KernelCache.from_settings())
+    impls = _cuda_impls(plan, binaries, meta_fn, eager_fn)
+    fake_impl = _fake_impl(plan, meta_fn)
+    plugin = trt_registration.prepare_tensorrt(where, PluginRequest(
+        op_name, parsed, plugin_path, plan, binaries, None, request.kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
+        requires_output_allocator, priority, capability_validator, require_aot))
+    torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl)
+    trt_registration.register_tensorrt(where, plugin, torch_library)
+    record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None))
+    log.debug("registered %s%s", op_name, schema_text)
+
+
+def compile_request(op_name: str, spec: KernelSpec) -> CompileRequest:
+    """The source and its compile options, for the current GPU, else ``arch_override``, else the default."""
+    return CompileRequest(
+        source=spec.kernel_source,
+        kernel_name=spec.kernel_name,
+        arch=target_arch(spec.arch_override),
+        std=spec.compile_std,
+        include_paths=tuple(spec.include_paths or ()),
+        program_name=op_name.replace("::", "_") + ".cu",
+    )
+
+
+def _compile(op_name: str, request: CompileRequest, arch_override: Optional[str], plan: LaunchPlan, cache: KernelCache) -> KernelBinaries:
+    """Compile now, so a compile error surfaces at registration, with or without a GPU."""
+    binaries = KernelBinaries(op_name, request, cache, plan if plan.declares_inputs else None, arch_override)
+    binaries.for_arch(request.arch)
+    return binaries
+
+
+def _cuda_impls(plan: LaunchPlan, binaries: KernelBinaries, meta_fn: Optional[Callable[..., Any]], eager_fn: Optional[Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """``eager_fn`` for CUDA, else kernelop's launcher for CUDA and for CPU (where it explains what it needs)."""
+    if eager_fn is not None:
+        return {"CUDA": eager_fn}
+    launcher = EagerLauncher(plan, binaries, meta_fn)
+    return {"CUDA": launcher.call, "CPU": launcher.call}
+
+
+def _fake_impl(plan: LaunchPlan, meta_fn: Optional[Callable[..., Any]]) -> Callable[..., Any]:
+    """Shapes from the plan, or ``meta_fn`` behind the same input checks as the eager launch."""
+    if meta_fn is None:
+        return fake.make_fake_impl(plan)
+    if not plan.declares_inputs:
+        return meta_fn
+    return fake.with_input_checks(Where("call", plan.op_name), plan, meta_fn)

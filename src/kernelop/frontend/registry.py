@@ -1,0 +1,54 @@
+"""kernelop's record of the ops it registered, and the rule for registering one again.
+
+The same arguments under the same op name again is a no-op; different arguments under a name
+kernelop already registered raise ``ValueError`` naming the op, because silently keeping the old
+kernel (or swapping it under live compiled graphs) gives wrong results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..cuda.binaries import KernelBinaries
+from ..errors import Where
+from ..plan.launch_plan import LaunchPlan
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What kernelop keeps per registered op."""
+
+    op_name: str
+    fingerprint: tuple
+    schema: str
+    library: torch.library.Library
+    plan: Optional[LaunchPlan]
+    binaries: Optional[KernelBinaries]
+    ptx: Optional[bytes]
+
+
+_registry: dict[str, Registration] = {}
+
+
+def registered_ops() -> dict[str, Registration]:
+    """A snapshot of kernelop's registrations, by op name."""
+    return dict(_registry)
+
+
+def record(registration: Registration) -> None:
+    _registry[registration.op_name] = registration
+
+
+def already_registered(where: Where, op_name: str, fingerprint: tuple) -> bool:
+    """True for the same arguments again; raises for different ones under a registered name."""
+    existing = _registry.get(op_name)
+    if existing is None:
+        return False
+    if existing.fingerprint == fingerprint:
+        return True
+    where.fail(
+        f"op {op_name} is already registered with a different kernel or spec; kernelop never replaces a "
+        "registered op, since compiled graphs may still call it. Register the new kernel under a new name."
+    )

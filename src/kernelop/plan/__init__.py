@@ -1,0 +1,1 @@
+"""The launch plan: one derivation of a spec's parameters, shapes and geometry, as expressions."""

@@ -1,0 +1,59 @@
+"""Readable launch plans, for the command line, the demo and error messages."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from ..dsl.spec import Elementwise, Reduction
+from .expr import INPUT, OUTPUT, Dim, Expr, substitute
+from .launch_plan import CTYPE_SIZES, ArgSlot, LaunchPlan
+
+
+def describe_slot(plan: LaunchPlan, slot: ArgSlot) -> str:
+    if slot.kind == "tensor":
+        name = plan.tensor_params[slot.index].name
+    elif slot.kind == "scalar":
+        name = plan.params[slot.index].name
+    elif slot.kind == "extra":
+        name = plan.extras[slot.index].describe(plan.params)
+    else:
+        name = plan.outputs[slot.index].name if plan.outputs else f"output{slot.index}"
+    c_name = "pointer" if slot.ctype == "ptr" else slot.ctype
+    return f"{name}: {c_name} ({CTYPE_SIZES[slot.ctype]} bytes)"
+
+
+def describe(plan: LaunchPlan, in_ranks: tuple[int, ...], out_ranks: Optional[tuple[int, ...]] = None) -> str:
+    """A readable launch plan for one tuple of ranks (the CLI and the demo print it).
+
+    Output dimensions are shown through the output shapes where the plan declares them.
+    """
+    names = [p.name for p in plan.tensor_params]
+    lines = [f"op {plan.op_name}", "  kernel args: " + "; ".join(describe_slot(plan, s) for s in plan.arg_layout)]
+    shapes: tuple[tuple[Expr, ...], ...] = ()
+    if plan.outputs is not None:
+        shapes = plan.output_shapes(in_ranks)
+        out_ranks = tuple(len(s) for s in shapes)
+        for rule, shape in zip(plan.outputs, shapes):
+            lines.append(f"  output {rule.name}: shape ({', '.join(_readable(e, names) for e in shape)}) dtype of {names[rule.dtype_source]}")
+    else:
+        lines.append("  outputs: shapes and dtypes from meta_fn")
+
+    def through_outputs(dim: Dim) -> Expr:
+        return shapes[dim.index][dim.axis] if dim.side == OUTPUT and shapes else dim
+
+    if out_ranks is not None and isinstance(plan.geometry, (Elementwise, Reduction)):
+        dims = plan.launch_dims(in_ranks, out_ranks)
+        show = lambda e: _readable(substitute(e, through_outputs), names)  # noqa: E731
+        lines.append(f"  grid:  ({', '.join(show(e) for e in dims.grid)})")
+        lines.append(f"  block: ({', '.join(show(e) for e in dims.block)})")
+        lines.append(f"  dynamic shared memory: {show(dims.shared_mem)} bytes")
+        for rule, e in zip(plan.extras, dims.extras):
+            lines.append(f"  extra {rule.describe(plan.params)} = {show(e)}")
+    return "\n".join(lines)
+
+
+def _readable(e: Expr, names: list[str]) -> str:
+    text = str(e)
+    for i, name in enumerate(names):
+        text = text.replace(f"{INPUT}{i}.", f"{name}.")
+    return re.sub(rf"{OUTPUT}(\d+)\.", r"out\1.", text)

@@ -1,0 +1,1 @@
+"""The PyTorch side: schema, registration, the eager launcher and the fake impl."""

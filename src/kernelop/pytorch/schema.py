@@ -1,0 +1,67 @@
+"""The op's torch schema: given, derived from the declared inputs and outputs, or inferred."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..dsl.spec import KernelSpec
+from ..errors import Where
+from ..plan.launch_plan import LaunchPlan, Param
+
+
+def derive_schema(where: Where, spec: Optional[KernelSpec], plan_params: tuple[Param, ...], meta_fn: Optional[Callable[..., Any]], schema: Optional[str]) -> str:
+    """The given schema, else one from the declared inputs/outputs, else from meta_fn's hints."""
+    if schema is not None:
+        return schema.strip()
+    if spec is not None and spec.inputs is not None and spec.outputs is not None:
+        args = ", ".join(f"{p.schema_type} {p.name}" for p in plan_params)
+        returns = "Tensor" if len(spec.outputs) == 1 else "(" + ", ".join("Tensor" for _ in spec.outputs) + ")"
+        return f"({args}) -> {returns}"
+    if meta_fn is not None:
+        return _infer_from_hints(where, meta_fn)
+    where.fail("cannot derive a schema: pass schema=, declare inputs and outputs, or annotate meta_fn")
+
+
+def _infer_from_hints(where: Where, meta_fn: Callable[..., Any]) -> str:
+    infer = getattr(torch.library, "infer_schema", None)
+    if infer is None:  # torch < 2.5
+        from torch._library.infer_schema import infer_schema as infer
+    try:
+        return infer(meta_fn, mutates_args=())
+    except Exception as exc:
+        where.fail(
+            f"cannot infer a schema from meta_fn's type hints ({exc}). "
+            "Annotate every parameter and the return (e.g. 'def meta(x: torch.Tensor) -> torch.Tensor') or pass schema="
+        )
+
+
+def parse_schema(where: Where, op_name: str, schema: str) -> Any:
+    """Parse the signature; kernelop passes arguments positionally, so keyword-only ones are refused."""
+    if not schema.startswith("("):
+        where.fail(f"schema must be the signature alone, like '(Tensor x, float alpha) -> Tensor' (got {schema!r})")
+    try:
+        parsed = torch._C.parse_schema(f"{op_name}{schema}")
+    except RuntimeError as exc:
+        where.fail(f"schema {schema!r} does not parse: {str(exc).splitlines()[0]}")
+    keyword_only = [a.name for a in parsed.arguments if a.kwarg_only]
+    if keyword_only:
+        where.fail(f"schema has keyword-only arguments {keyword_only}; declare every argument positionally (got {schema!r})")
+    return parsed
+
+
+def check_schema_against_plan(where: Where, parsed: Any, plan: LaunchPlan) -> None:
+    """A given or inferred schema must agree with the declared inputs and outputs."""
+    if plan.declares_inputs:
+        got = [str(a.type) for a in parsed.arguments]
+        want = [p.schema_type for p in plan.params]
+        if got != want:
+            where.fail(f"schema arguments {got} do not match the declared inputs {want} (schema: {parsed})")
+    if plan.outputs is not None and len(parsed.returns) != len(plan.outputs):
+        where.fail(f"schema returns {len(parsed.returns)} values but {len(plan.outputs)} outputs are declared (schema: {parsed})")
+    check_returns_tensors(where, parsed)
+
+
+def check_returns_tensors(where: Where, parsed: Any) -> None:
+    if any(str(r.type) != "Tensor" for r in parsed.returns):
+        where.fail(f"schema must return only Tensors (schema: {parsed})")
