@@ -48,11 +48,31 @@ def relu_source() -> str:
     return RELU_SOURCE
 
 
+_C_SCALARS = {float: "float", int: "int", bool: "bool"}
+
+
+def stub_kernel(name: str, inputs, extras, outputs, meta_outputs: int = 1) -> str:
+    """An empty kernel whose parameter list is the seed convention's for these declarations, so
+    that a spec registers (kernelop checks the kernel's parameters) where nothing is launched.
+    ``outputs=None`` (shapes from meta_fn) takes ``meta_outputs`` output pointers."""
+    try:
+        params = [
+            f"const float* {d.name}" if isinstance(d, ttk.InputDecl) else f"{_C_SCALARS[d.py_type]} {d.name}" for d in inputs or ()
+        ]
+        params += [f"int {getattr(e, 'name', f'extra{i}')}" for i, e in enumerate(extras or ())]
+        params += [f"float* {o.name}" for o in outputs] if outputs is not None else [f"float* out{k}" for k in range(meta_outputs)]
+    except (AttributeError, KeyError, TypeError):  # a malformed spec, which validation refuses first
+        return RELU_SOURCE
+    return f'extern "C" __global__ void {name}({", ".join(params)}) {{}}\n'
+
+
 @pytest.fixture
 def relu_spec() -> Callable[..., ttk.KernelSpec]:
-    """The SEED's declarative relu; keyword arguments replace KernelSpec fields."""
+    """The SEED's declarative relu; keyword arguments replace KernelSpec fields. Other inputs,
+    extras or outputs without a ``kernel_source`` get an empty kernel taking those parameters
+    (``meta_outputs`` output pointers where ``outputs=None``)."""
 
-    def make(**fields) -> ttk.KernelSpec:
+    def make(meta_outputs: int = 1, **fields) -> ttk.KernelSpec:
         base = dict(
             kernel_source=RELU_SOURCE,
             kernel_name="my_relu",
@@ -62,6 +82,8 @@ def relu_spec() -> Callable[..., ttk.KernelSpec]:
             geometry=ttk.Elementwise(block=(256,), layout="flat"),
         )
         base.update(fields)
+        if "kernel_source" not in fields and {"inputs", "extras", "outputs"} & set(fields):
+            base["kernel_source"] = stub_kernel(base["kernel_name"], base["inputs"], base["extras"], base["outputs"], meta_outputs)
         return ttk.KernelSpec(**base)
 
     return make

@@ -88,15 +88,22 @@ def test_launch_passes_dims_and_stream_to_the_driver(recording_shim):
 
 values_by_code = {
     "Q": st.integers(0, 2**64 - 1),
+    "q": st.integers(-(2**63), 2**63 - 1),
     "i": st.integers(-(2**31), 2**31 - 1),
+    "I": st.integers(0, 2**32 - 1),
     "f": st.floats(width=32) | st.floats(allow_nan=False, min_value=-3e38, max_value=3e38),
+    "d": st.floats(allow_nan=False),
     "?": st.booleans(),
 }
 
 
+def test_every_plan_ctype_has_a_code_both_packings_know():
+    assert set(packing.CODES.values()) == set(values_by_code)
+
+
 @st.composite
 def layouts_and_values(draw):
-    codes = draw(st.lists(st.sampled_from("Qif?"), max_size=24))
+    codes = draw(st.lists(st.sampled_from(sorted(values_by_code)), max_size=24))
     return "".join(codes).encode(), [draw(values_by_code[c]) for c in codes]
 
 
@@ -122,7 +129,8 @@ def test_native_packing_matches_struct_packing(recording_shim, case):
 @needs_compiler
 @pytest.mark.parametrize(
     "code, value",
-    [("i", 2**31), ("i", -(2**31) - 1), ("i", 1.5), ("i", 2**70), ("Q", -1), ("Q", 2**64), ("Q", None), ("f", 1e39), ("f", "x")],
+    [("i", 2**31), ("i", -(2**31) - 1), ("i", 1.5), ("i", 2**70), ("Q", -1), ("Q", 2**64), ("Q", None), ("f", 1e39), ("f", "x"),
+     ("I", -1), ("I", 2**32), ("q", 2**63), ("q", -(2**63) - 1), ("d", "x")],
 )
 def test_a_value_that_does_not_fit_fails_in_both_packings(recording_shim, code, value):
     module, calls, _ = recording_shim
@@ -152,7 +160,7 @@ def test_floats_that_struct_accepts_are_accepted(recording_shim, value):
         ((1, (1.5,) * 7, 0, b""), TypeError, None),
         ((1, (1,) * 7, 0, "Q", 5), TypeError, "layout must be bytes"),
         ((1, (1,) * 7, 0, b"QQ", 5), TypeError, "2 parameters but 1 values"),
-        ((1, (1,) * 7, 0, b"d", 5.0), ValueError, "not one of"),
+        ((1, (1,) * 7, 0, b"x", 5.0), ValueError, "not one of"),
         ((1, (1,) * 7, 0, b"?" * 513, *[True] * 513), ValueError, "at most 512"),
     ],
 )

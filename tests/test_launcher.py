@@ -6,7 +6,7 @@ import pytest
 import kernelop as ttk
 from kernelop.pytorch import launcher as launcher_module
 from kernelop.pytorch.launcher import EagerLauncher
-from kernelop.plan.launch_plan import build_plan
+from kernelop.plan.build import build_plan
 
 OP = "kotest::launch_values"
 

@@ -11,7 +11,7 @@ LAYERS: dict[str, set[str]] = {
     "base": set(),  # errors, settings, counters
     "dsl": {"base"},
     "compiler": {"base"},
-    "plan": {"base", "dsl"},
+    "plan": {"base", "dsl", "compiler"},
     "cuda": {"base", "compiler", "plan"},
     "pytorch": {"base", "dsl", "compiler", "plan", "cuda"},
     "trt": {"base", "dsl", "compiler", "plan", "cuda", "pytorch"},

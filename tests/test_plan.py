@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import kernelop as ttk
 from kernelop.plan.expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Mul, ShapeAlgebra, SympyAlgebra, compile_int, evaluate
 from kernelop.plan.describe import describe
-from kernelop.plan.launch_plan import build_plan
+from kernelop.plan.build import build_plan
 from kernelop.dsl.validate import check_spec
 from kernelop.errors import Where
 
@@ -288,7 +288,7 @@ def test_reduction_geometry_dims_out_of_range_raises():
 def test_dimsize_out_of_range_raises():
     op = "kotest::plan_dimsize_range"
     spec = spec_of([ttk.InputDecl("x")], [ttk.OutputDecl("y", ttk.SameAs("x"))], ttk.Elementwise(), [ttk.DimSize("x", -3)])
-    with pytest.raises(ValueError, match=re.escape(op) + r".*DimSize\('x', -3\).*out of range for a tensor of rank 2"):
+    with pytest.raises(ValueError, match=re.escape(op) + r".*extra x\.shape\[-3\]: 'x' axis -3 is out of range for a tensor of rank 2"):
         make_plan(spec, op).launch_dims((2,), (2,))
 
 
@@ -330,12 +330,12 @@ def test_arg_layout_follows_the_calling_convention():
     got = [(s.kind, s.ctype, who(s)) for s in plan.arg_layout]
     assert got == [
         ("tensor", "ptr", "a"),
-        ("scalar", "float", "alpha"),
+        ("scalar", "f32", "alpha"),
         ("tensor", "ptr", "b"),
-        ("scalar", "int", "k"),
+        ("scalar", "i32", "k"),
         ("scalar", "bool", "flag"),
-        ("extra", "int", 0),
-        ("extra", "int", 1),
+        ("extra", "i32", 0),
+        ("extra", "i32", 1),
         ("output", "ptr", "y"),
         ("output", "ptr", "z"),
     ]

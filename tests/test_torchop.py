@@ -95,7 +95,7 @@ def test_schema_inferred_from_meta_fn_with_two_outputs(op_name, relu_spec, regis
         return x.new_empty(x.shape), x.new_empty(3)
 
     name = op_name("hints2")
-    register(name, relu_spec(outputs=None), meta_fn=meta)
+    register(name, relu_spec(outputs=None, meta_outputs=2), meta_fn=meta)
     assert _schema(name) == f"{name}(Tensor x) -> (Tensor, Tensor)"
     with FakeTensorMode():
         y, z = _packet(name)(torch.empty(4, 5, device="cuda"))

@@ -34,12 +34,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernelop as ttk
-from kernelop.compiler.signature import pointer_element_sizes
 from kernelop.compiler.target import DEFAULT_ARCH
 from kernelop.dsl.validate import check_spec, scalar_names
 from kernelop.errors import Where
 from kernelop.plan.expr import INPUT, OUTPUT, SympyAlgebra, compile_int
-from kernelop.plan.launch_plan import build_plan
+from kernelop.plan.build import build_plan
 from kernelop.pytorch.launcher import EagerLauncher
 from kernelop.pytorch.schema import derive_schema, parse_schema
 from kernelop.trt import builder as trt_builder
@@ -707,7 +706,7 @@ def request_for(spec: ttk.KernelSpec, *, op: str = OP, aot_fn=None, meta_fn=None
     check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=aot_fn is not None, has_aot_fn=aot_fn is not None)
     plan = build_plan(op, spec, num_outputs=1)
     parsed = parse_schema(where, op, derive_schema(where, spec, plan.params, meta_fn, schema))
-    plan = build_plan(op, spec, len(parsed.returns), pointer_element_sizes(spec.kernel_source, spec.kernel_name))
+    plan = build_plan(op, spec, len(parsed.returns))
     options.setdefault("supports_dynamic_shapes", True)
     options.setdefault("requires_output_allocator", False)
     options.setdefault("priority", ttk.ConverterPriority.STANDARD)
@@ -1451,7 +1450,7 @@ def test_a_refused_plugin_leaves_no_torch_op_behind(monkeypatch, op_name, regist
     assert_left_nothing(name)
 
     monkeypatch.setattr(trt_registration, "load_backend", lambda: backend)
-    source = 'extern "C" __global__ void k(const float* x, float a, const float* y, int n, float* out) {}'
+    source = 'extern "C" __global__ void k(const float* x, float a, const float* w, int n, float* y) {}'
     spec = relu_spec(kernel_source=source, kernel_name="k", inputs=[ttk.InputDecl("x"), ttk.ScalarInput("a", float), ttk.InputDecl("w")])
     name = op_name("unplugged")
     with pytest.raises(ValueError, match=rf"kernelop.cuda_kernel_op\({name}\): cannot be registered as a TensorRT plugin: tensor argument 'w'"):

@@ -297,7 +297,8 @@ TYPE_ERRORS = [
     _case("input-name-int", lambda m: m(inputs=[ttk.InputDecl(3)]), TypeError, r"inputs\[0\]\.name must be a str"),
     _case("input-dtype-str", lambda m: m(inputs=[ttk.InputDecl("x", dtype="float32")]), TypeError, r"inputs\[0\]\.dtype must be a torch\.dtype"),
     _case("output-not-decl", lambda m: m(outputs=[("y", ttk.SameAs(0))]), TypeError, r"outputs\[0\] must be an OutputDecl"),
-    _case("output-shape-tuple", lambda m: m(outputs=[ttk.OutputDecl("y", (4,))]), TypeError, r"outputs\[0\]\.shape must be SameAs or ReduceDims"),
+    _case("output-shape-str", lambda m: m(outputs=[ttk.OutputDecl("y", "x")]), TypeError, r"outputs\[0\]\.shape must be SameAs, ReduceDims or a tuple of sizes"),
+    _case("output-shape-float", lambda m: m(outputs=[ttk.OutputDecl("y", (4.0,))]), TypeError, r"outputs\[0\]\.shape\[0\] must be an int or a size expression"),
     _case(
         "sameas-float",
         lambda m: m(outputs=[ttk.OutputDecl("y", ttk.SameAs(0.0))]),
@@ -322,7 +323,7 @@ TYPE_ERRORS = [
         TypeError,
         r"outputs\[0\]\.shape\.keepdim must be a bool",
     ),
-    _case("extra-not-numel", lambda m: m(extras=["x"]), TypeError, r"extras\[0\] must be Numel or DimSize"),
+    _case("extra-not-numel", lambda m: m(extras=["x"]), TypeError, r"extras\[0\] must be Numel, DimSize or SizeArg"),
     _case("dimsize-dim-float", lambda m: m(extras=[ttk.DimSize("x", 1.0)]), TypeError, r"extras\[0\]\.dim must be an int"),
     _case("block-entry-str", lambda m: m(geometry=ttk.Elementwise(block=("256",))), TypeError, r"geometry\.block\[0\] must be an int"),
     _case(
@@ -331,7 +332,7 @@ TYPE_ERRORS = [
         TypeError,
         r"geometry\.block_size must be an int",
     ),
-    _case("geometry-str", lambda m: m(geometry="flat"), TypeError, r"geometry must be Elementwise, Reduction or Custom"),
+    _case("geometry-str", lambda m: m(geometry="flat"), TypeError, r"geometry must be Elementwise, Reduction, Launch or Custom"),
     _case("kernel-source-empty", lambda m: m(kernel_source="  "), TypeError, r"kernel_source must be non-empty"),
     _case("kernel-name-none", lambda m: m(kernel_name=None), TypeError, r"kernel_name must be a non-empty str"),
     _case("meta-fn-not-callable", lambda m: m(), TypeError, r"meta_fn must be callable", meta_fn=3),

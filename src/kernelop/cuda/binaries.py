@@ -9,17 +9,18 @@ from ..compiler.cache import KernelCache, compile_cached
 from ..compiler.nvrtc import CompiledKernel, CompileRequest
 from ..compiler.target import device_arch
 from ..errors import Where
+from ..plan.ctypes import CTYPE_SIZES
 from ..plan.describe import describe_slot
-from ..plan.launch_plan import CTYPE_SIZES, LaunchPlan
+from ..plan.launch_plan import LaunchPlan
 from .driver import LoadedFunction, load_function
 
 
 class KernelBinaries:
     """Compiles on first need for an architecture and loads on first use on a device.
 
-    ``request`` is compiled for its ``arch`` (the registration target); ``arch_override`` is
-    the spec's, kept for the TensorRT engine's PTX. With a ``plan``, a loaded kernel's parameter
-    list is checked against the plan's layout.
+    ``request`` is compiled for its ``arch`` (the registration target; ``compiled`` when that
+    is done already); ``arch_override`` is the spec's, kept for the TensorRT engine's PTX. With a
+    ``plan``, a loaded kernel's parameter list is checked against the plan's layout.
     """
 
     def __init__(
@@ -29,13 +30,14 @@ class KernelBinaries:
         cache: KernelCache,
         plan: Optional[LaunchPlan],
         arch_override: Optional[str] = None,
+        compiled: Optional[CompiledKernel] = None,
     ):
         self.op_name = op_name
         self.request = request
         self.cache = cache
         self.plan = plan
         self.arch_override = arch_override
-        self._binaries: dict[str, CompiledKernel] = {}
+        self._binaries: dict[str, CompiledKernel] = {request.arch: compiled} if compiled is not None else {}
         self._functions: dict[int, LoadedFunction] = {}
         self._refusal: Optional[ValueError] = None  # a signature mismatch holds on every device
         self._lock = threading.Lock()
@@ -57,7 +59,8 @@ class KernelBinaries:
                 fn = self._functions.get(device_index)
                 if fn is None:
                     binary = self.for_arch(device_arch(device_index))
-                    fn = load_function(device_index, binary.cubin, binary.lowered_name)
+                    opt_in = self.plan is not None and self.plan.uses_dynamic_shared
+                    fn = load_function(device_index, binary.cubin, binary.lowered_name, opt_in)
                     if self.plan is not None:
                         try:
                             check_param_layout(Where("call", self.op_name), self.request.kernel_name, fn, self.plan)

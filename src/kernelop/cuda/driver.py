@@ -103,6 +103,10 @@ class in_context:
             check(cu.cuCtxPopCurrent(), "cuCtxPopCurrent")
 
 
+DEFAULT_SHARED_PER_BLOCK = 48 * 1024
+"""Static plus dynamic shared memory a block may use without the opt-in attribute."""
+
+
 @dataclass(frozen=True)
 class LoadedFunction:
     device_index: int
@@ -110,16 +114,32 @@ class LoadedFunction:
     module: Any
     handle: int  # the CUfunction, as the int both launch paths take
     param_layout: tuple[tuple[int, int], ...] | None  # (offset, size) per kernel parameter
+    max_threads: int  # threads per block this kernel can launch with (its registers permitting)
+    max_dynamic_shared: int  # bytes of dynamic shared memory per block it may ask for
 
 
-def load_function(device_index: int, cubin: bytes, lowered_name: str) -> LoadedFunction:
+def load_function(device_index: int, cubin: bytes, lowered_name: str, shared_opt_in: bool = False) -> LoadedFunction:
+    """Load into the device's primary context; with ``shared_opt_in``, allow all the dynamic
+    shared memory the device has (beyond 48 KB), as ``cudaFuncSetAttribute`` would."""
     ctx = primary_context(device_index)
     with in_context(ctx):
         module = check(cu.cuModuleLoadData(cubin), "cuModuleLoadData")
         MODULE_LOAD_COUNTER.increment()
         function = check(cu.cuModuleGetFunction(module, lowered_name.encode()), f"cuModuleGetFunction({lowered_name})")
         layout = param_layout(function)
-    return LoadedFunction(device_index, ctx, module, int(function), layout)
+        attribute = cu.CUfunction_attribute
+        max_threads = check(cu.cuFuncGetAttribute(attribute.CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, function), "cuFuncGetAttribute")
+        static = check(cu.cuFuncGetAttribute(attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function), "cuFuncGetAttribute")
+        dynamic = DEFAULT_SHARED_PER_BLOCK - static
+        if shared_opt_in:
+            device = check(cu.cuDeviceGet(device_index), f"cuDeviceGet({device_index})")
+            optin = check(
+                cu.cuDeviceGetAttribute(cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device),
+                "cuDeviceGetAttribute",
+            )
+            dynamic = max(dynamic, optin - static)
+            check(cu.cuFuncSetAttribute(function, attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, dynamic), "cuFuncSetAttribute")
+    return LoadedFunction(device_index, ctx, module, int(function), layout, int(max_threads), int(dynamic))
 
 
 def param_layout(function: Any) -> tuple[tuple[int, int], ...] | None:

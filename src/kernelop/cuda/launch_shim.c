@@ -2,8 +2,8 @@
  *
  * Going through cuda-bindings and struct costs about two microseconds per launch in argument
  * objects. This call reads the launch dims from a tuple, packs the values on its own stack
- * following the layout (struct codes Q, i, f, ?, each aligned to its size, as packing.py
- * documents), and passes plain integers to the driver entry point given once with set_entry.
+ * following the layout (struct codes Q, q, i, I, f, d, ?, each aligned to its size, as
+ * packing.py documents), and passes plain integers to the driver entry point given once with set_entry.
  * It links to nothing but Python, so it builds with any C compiler and no CUDA headers.
  */
 #define PY_SSIZE_T_CLEAN
@@ -39,6 +39,27 @@ static Py_ssize_t pack_one(char code, PyObject *value, unsigned char *data, Py_s
         *pointer = data + end;
         return end + 8;
     }
+    case 'q': {
+        end += -end & 7;
+        long long x = PyLong_AsLongLong(value);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        memcpy(data + end, &x, 8);
+        *pointer = data + end;
+        return end + 8;
+    }
+    case 'I': {
+        end += -end & 3;
+        unsigned long long x = PyLong_AsUnsignedLongLong(value);
+        if (x == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+        if (x > UINT32_MAX) {
+            PyErr_Format(PyExc_OverflowError, "parameter %zd = %llu does not fit 32 bits", index, x);
+            return -1;
+        }
+        uint32_t narrow = (uint32_t)x;
+        memcpy(data + end, &narrow, 4);
+        *pointer = data + end;
+        return end + 4;
+    }
     case 'i': {
         end += -end & 3;
         long long x = PyLong_AsLongLong(value);
@@ -65,6 +86,14 @@ static Py_ssize_t pack_one(char code, PyObject *value, unsigned char *data, Py_s
         *pointer = data + end;
         return end + 4;
     }
+    case 'd': {
+        end += -end & 7;
+        double x = PyFloat_AsDouble(value);
+        if (x == -1.0 && PyErr_Occurred()) return -1;
+        memcpy(data + end, &x, 8);
+        *pointer = data + end;
+        return end + 8;
+    }
     case '?': {
         int truth = PyObject_IsTrue(value);
         if (truth < 0) return -1;
@@ -73,7 +102,7 @@ static Py_ssize_t pack_one(char code, PyObject *value, unsigned char *data, Py_s
         return end + 1;
     }
     default:
-        PyErr_Format(PyExc_ValueError, "layout code %c at parameter %zd is not one of Q, i, f, ?", code, index);
+        PyErr_Format(PyExc_ValueError, "layout code %c at parameter %zd is not one of Q, q, i, I, f, d, ?", code, index);
         return -1;
     }
 }

@@ -1,7 +1,8 @@
 """Kernel parameters laid out as the driver reads them: one code per parameter, C alignment.
 
-A layout is a ``bytes`` of ``struct`` codes, one per kernel parameter: ``Q`` (a pointer), ``i``
-(int32), ``f`` (float32), ``?`` (bool). Each parameter is aligned to its own size, as in C. The
+A layout is a ``bytes`` of ``struct`` codes, one per kernel parameter: ``Q`` (a pointer or
+uint64), ``q`` (int64), ``i`` (int32), ``I`` (uint32), ``f`` (float32), ``d`` (float64), ``?``
+(bool). Each parameter is aligned to its own size, as in C. The
 native launch packs values from this layout in C; ``ParameterBuffers`` packs them here, for the
 cuda-bindings launch and for launches that first push a context.
 """
@@ -12,9 +13,10 @@ import struct
 import threading
 from typing import Any, Sequence
 
-from ..plan.launch_plan import CTYPE_SIZES
+from ..plan.ctypes import CTYPE_SIZES
 
-CODES = {"ptr": "Q", "float": "f", "int": "i", "bool": "?"}
+CODES = {"ptr": "Q", "i32": "i", "u32": "I", "x32": "i", "i64": "q", "u64": "Q", "x64": "q", "f32": "f", "f64": "d", "bool": "?"}
+"""The plan's C types as struct codes (``x32``/``x64`` values are range-checked before packing)."""
 SIZES = {code: CTYPE_SIZES[name] for name, code in CODES.items()}
 
 PACK_ERRORS = (struct.error, OverflowError, TypeError)
@@ -22,7 +24,7 @@ PACK_ERRORS = (struct.error, OverflowError, TypeError)
 
 
 def layout_of(ctypes_names: Sequence[str]) -> bytes:
-    """The layout for parameters of these kinds (``ptr``, ``int``, ``float``, ``bool``)."""
+    """The layout for parameters of these C types (``ptr``, ``i32``, ``f64``, ...; see ``plan.ctypes``)."""
     return "".join(CODES[name] for name in ctypes_names).encode()
 
 

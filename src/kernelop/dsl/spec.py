@@ -12,6 +12,8 @@ from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Unio
 
 import torch
 
+from .sizes import Size, SizeLike
+
 
 @dataclass(frozen=True)
 class InputDecl:
@@ -71,7 +73,19 @@ class DimSize:
     dim: int
 
 
-Extra = Union[Numel, DimSize]
+@dataclass(frozen=True)
+class SizeArg:
+    """Integer kernel argument ``name`` computed from sizes (additive), e.g. ``cdiv(dim("x", 0), 64)``.
+
+    Its C type is the kernel's own parameter (``int``, ``unsigned``, ``long long``, ``size_t``,
+    ...); a value that does not fit it is refused before launch.
+    """
+
+    name: str
+    value: SizeLike
+
+
+Extra = Union[Numel, DimSize, SizeArg]
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,48 @@ class Custom:
     fn: Callable[..., Any]
 
 
-Geometry = Union[Elementwise, Reduction, Custom]
+@dataclass(frozen=True)
+class Launch:
+    """Grid, block and dynamic shared memory as sizes (additive): any launch a kernel expects.
+
+    ``grid`` and ``block`` have 1 to 3 entries (x first), each an int or a size expression over
+    the sizes of inputs and outputs; above 48 KB of ``shared_mem_bytes`` the opt-in is set.
+    """
+
+    grid: Tuple[SizeLike, ...]
+    block: Tuple[SizeLike, ...]
+    shared_mem_bytes: SizeLike = 0
+
+
+Geometry = Union[Elementwise, Reduction, Launch, Custom]
+
+
+@dataclass(frozen=True)
+class Divisible:
+    """Requirement (additive): ``value`` is a multiple of ``by``."""
+
+    value: Size
+    by: int
+
+
+@dataclass(frozen=True)
+class InRange:
+    """Requirement (additive): ``min <= value <= max`` (either bound may be None)."""
+
+    value: Size
+    min: Optional[int] = None
+    max: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Equal:
+    """Requirement (additive): two sizes are equal, e.g. the inner dimensions of a matmul."""
+
+    a: Size
+    b: Size
+
+
+Requirement = Union[Divisible, InRange, Equal]
 
 
 @dataclass(frozen=True)
@@ -121,6 +176,8 @@ class KernelSpec:
 
     The ``__global__`` function takes ``(inputs..., extras..., outputs...)``: tensor inputs as
     pointers and scalar inputs by value in declaration order, then extras, then output pointers.
+    ``param_order`` (additive) gives the kernel's own order instead, naming every input, output
+    and ``SizeArg`` once. ``requires`` (additive) lists the sizes a call must satisfy.
     """
 
     kernel_source: str
@@ -132,6 +189,8 @@ class KernelSpec:
     include_paths: Optional[List[str]] = None
     compile_std: str = "c++17"
     arch_override: Optional[str] = None
+    param_order: Optional[Sequence[str]] = None
+    requires: Sequence[Requirement] = ()
 
 
 class _FallbackConverterPriority(enum.Enum):

@@ -15,15 +15,25 @@ from .spec import (
     Elementwise,
     InputDecl,
     KernelSpec,
+    Launch,
     Numel,
     OutputDecl,
     ReduceDims,
     Reduction,
     SameAs,
     ScalarInput,
+    SizeArg,
+)
+from .validate_sizes import (
+    MAX_THREADS_PER_BLOCK,
+    check_launch,
+    check_output_shape,
+    check_param_order,
+    check_requirements,
+    check_size_arg,
+    is_int,
 )
 
-MAX_THREADS_PER_BLOCK = 1024
 SCALAR_TYPES = (float, int, bool)
 RESERVED_NAMESPACES = frozenset({"aten", "prim", "prims", "trt", "tensorrt", "std"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -79,10 +89,6 @@ def check_converter_options(where: Where, dynamic: object, output_allocator: obj
     check_priority(where, priority)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_name(where: Where, field_name: str, name: object, seen: dict[str, str]) -> None:
     if not isinstance(name, str):
         where.fail(f"{field_name} must be a str (got {type(name).__name__})", TypeError)
@@ -103,10 +109,15 @@ def scalar_names(spec: KernelSpec) -> list[str]:
     return [d.name for d in spec.inputs or () if isinstance(d, ScalarInput)]
 
 
+def sized_names(spec: KernelSpec) -> list[str]:
+    """What launch sizes may refer to: tensor inputs and declared outputs."""
+    return tensor_names(spec) + [o.name for o in spec.outputs or () if isinstance(o, OutputDecl)]
+
+
 def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object) -> int:
     """Index into the tensor-only input list for an int position or an input name."""
     names = tensor_names(spec)
-    if _is_int(ref):
+    if is_int(ref):
         if not 0 <= ref < len(names):
             where.fail(
                 f"{field_name} is out of range (got {ref}; tensor inputs are {names}, "
@@ -137,8 +148,10 @@ def check_spec(
     seen: dict[str, str] = {}
     _check_inputs(where, spec, seen, needs_inputs=not has_eager_fn)
     _check_outputs(where, spec, seen, has_meta_fn)
-    _check_extras(where, spec)
+    _check_extras(where, spec, seen)
     _check_geometry(where, spec, has_eager_fn and has_aot_fn)
+    check_requirements(where, spec.requires, tensor_names(spec))
+    check_param_order(where, spec)
     return spec
 
 
@@ -199,8 +212,9 @@ def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_met
             where.fail(f"{field_name} must be an OutputDecl (got {out!r})", TypeError)
         _check_name(where, f"{field_name}.name", out.name, seen)
         if not isinstance(out.shape, (SameAs, ReduceDims)):
-            where.fail(f"{field_name}.shape must be SameAs or ReduceDims (got {out.shape!r})", TypeError)
-        resolve_tensor(where, spec, f"{field_name}.shape.input_idx", out.shape.input_idx)
+            check_output_shape(where, f"{field_name}.shape", out.shape, names)
+        else:
+            resolve_tensor(where, spec, f"{field_name}.shape.input_idx", out.shape.input_idx)
         if isinstance(out.shape, ReduceDims):
             check_dims(where, f"{field_name}.shape.dims", out.shape.dims)
             check_flag(where, f"{field_name}.shape.keepdim", out.shape.keepdim)
@@ -209,7 +223,7 @@ def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_met
 
 
 def check_dims(where: Where, field_name: str, dims: object) -> tuple[int, ...]:
-    if not isinstance(dims, (tuple, list)) or not all(_is_int(d) for d in dims):
+    if not isinstance(dims, (tuple, list)) or not all(is_int(d) for d in dims):
         where.fail(f"{field_name} must be a tuple of ints (got {dims!r})", TypeError)
     if not dims:
         where.fail(f"{field_name} is empty; name at least one axis to reduce")
@@ -218,19 +232,23 @@ def check_dims(where: Where, field_name: str, dims: object) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _check_extras(where: Where, spec: KernelSpec) -> None:
+def _check_extras(where: Where, spec: KernelSpec, seen: dict[str, str]) -> None:
     if isinstance(spec.extras, (str, bytes)) or not isinstance(spec.extras, Sequence):
-        where.fail(f"extras must be a list of Numel/DimSize (got {type(spec.extras).__name__})", TypeError)
+        where.fail(f"extras must be a list of Numel/DimSize/SizeArg (got {type(spec.extras).__name__})", TypeError)
     for i, extra in enumerate(spec.extras):
         field_name = f"extras[{i}]"
+        if isinstance(extra, SizeArg):
+            _check_name(where, f"{field_name}.name", extra.name, seen)
+            check_size_arg(where, field_name, extra, sized_names(spec))
+            continue
         if not isinstance(extra, (Numel, DimSize)):
-            where.fail(f"{field_name} must be Numel or DimSize (got {extra!r})", TypeError)
+            where.fail(f"{field_name} must be Numel, DimSize or SizeArg (got {extra!r})", TypeError)
         if not isinstance(extra.input_name, str):
             where.fail(f"{field_name} must name a tensor input by str (got {extra.input_name!r})", TypeError)
         if spec.inputs is None:
             where.fail(f"{field_name} refers to input {extra.input_name!r} but KernelSpec.inputs is missing")
         resolve_tensor(where, spec, f"{field_name}", extra.input_name)
-        if isinstance(extra, DimSize) and not _is_int(extra.dim):
+        if isinstance(extra, DimSize) and not is_int(extra.dim):
             where.fail(f"{field_name}.dim must be an int (got {extra.dim!r})", TypeError)
 
 
@@ -248,22 +266,24 @@ def _check_geometry(where: Where, spec: KernelSpec, has_both_fns: bool) -> None:
         _check_shared_mem(where, geometry.shared_mem_bytes)
         if spec.inputs is not None:
             resolve_tensor(where, spec, "geometry.input_idx", geometry.input_idx)
+    elif isinstance(geometry, Launch):
+        check_launch(where, geometry, sized_names(spec))
     elif isinstance(geometry, Custom):
         if not callable(geometry.fn):
             where.fail(f"geometry.fn (Custom) must be callable (got {type(geometry.fn).__name__})")
     else:
-        where.fail(f"geometry must be Elementwise, Reduction or Custom (got {geometry!r})", TypeError)
+        where.fail(f"geometry must be Elementwise, Reduction, Launch or Custom (got {geometry!r})", TypeError)
 
 
 def _check_block_dim(where: Where, field_name: str, size: object) -> None:
-    if not _is_int(size):
+    if not is_int(size):
         where.fail(f"{field_name} must be an int (got {size!r})", TypeError)
     if not 0 < size <= MAX_THREADS_PER_BLOCK:
         where.fail(f"{field_name} must be in 1..{MAX_THREADS_PER_BLOCK} (got {size})")
 
 
 def _check_shared_mem(where: Where, size: object) -> None:
-    if not _is_int(size) or size < 0:
+    if not is_int(size) or size < 0:
         where.fail(f"geometry.shared_mem_bytes must be an int >= 0 (got {size!r})")
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
-from ..compiler.cache import KernelCache
+from ..compiler.cache import KernelCache, compile_cached
 from ..compiler.nvrtc import CompileRequest
-from ..compiler.signature import pointer_element_sizes
+from ..compiler.signature import read_signature
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
-from ..dsl.spec import ConverterPriority, KernelSpec
+from ..dsl.spec import ConverterPriority, Custom, KernelSpec
 from ..dsl.validate import check_converter_options, check_op_name, check_overrides, check_spec, scalar_names
 from ..errors import Where
-from ..plan.launch_plan import LaunchPlan, build_plan, params_of
+from ..plan.binding import bind_kernel
+from ..plan.build import build_plan, params_of
+from ..plan.launch_plan import LaunchPlan
 from ..pytorch import fake, library, schema as schemas
 from ..pytorch.launcher import EagerLauncher
 from ..trt import decision, registration as trt_registration
@@ -60,10 +62,14 @@ def cuda_kernel_op(
 
     schema_text = schemas.derive_schema(where, spec, params_of(spec), meta_fn, schema)
     parsed = schemas.parse_schema(where, op_name, schema_text)
-    request = compile_request(op_name, spec)
-    plan = build_plan(op_name, spec, len(parsed.returns), pointer_element_sizes(spec.kernel_source, spec.kernel_name))
+    plan = build_plan(op_name, spec, len(parsed.returns))
     schemas.check_schema_against_plan(where, parsed, plan)
-    binaries = _compile(op_name, request, spec.arch_override, plan, cache or KernelCache.from_settings())
+    request = compile_request(op_name, spec)
+    cache = cache or KernelCache.from_settings()
+    compiled = compile_cached(request, cache, op_name=op_name)  # now: compile errors surface here, GPU or not
+    if _launches_from_plan(plan):
+        plan = bind_kernel(where, plan, request.kernel_name, read_signature(request.source, request.kernel_name, compiled.ptx, compiled.lowered_name))
+    binaries = KernelBinaries(op_name, request, cache, plan if _launches_from_plan(plan) else None, spec.arch_override, compiled)
     impls = _cuda_impls(plan, binaries, meta_fn, eager_fn)
     fake_impl = _fake_impl(plan, meta_fn)
     plugin = trt_registration.prepare_tensorrt(where, PluginRequest(
@@ -87,11 +93,12 @@ def compile_request(op_name: str, spec: KernelSpec) -> CompileRequest:
     )
 
 
-def _compile(op_name: str, request: CompileRequest, arch_override: Optional[str], plan: LaunchPlan, cache: KernelCache) -> KernelBinaries:
-    """Compile now, so a compile error surfaces at registration, with or without a GPU."""
-    binaries = KernelBinaries(op_name, request, cache, plan if plan.declares_inputs else None, arch_override)
-    binaries.for_arch(request.arch)
-    return binaries
+def _launches_from_plan(plan: LaunchPlan) -> bool:
+    """Whether kernelop launches the kernel with the plan's parameters (eagerly or in TensorRT).
+
+    Not for a ``Custom`` geometry or none: then ``eager_fn`` and ``aot_fn``/``Custom.fn`` launch it.
+    """
+    return plan.declares_inputs and plan.geometry is not None and not isinstance(plan.geometry, Custom)
 
 
 def _cuda_impls(plan: LaunchPlan, binaries: KernelBinaries, meta_fn: Optional[Callable[..., Any]], eager_fn: Optional[Callable[..., Any]]) -> dict[str, Callable[..., Any]]:

@@ -4,22 +4,25 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from ..dsl.spec import Elementwise, Reduction
+from ..dsl.spec import Elementwise, Launch, Reduction
+from .ctypes import C_NAMES, CTYPE_SIZES
 from .expr import INPUT, OUTPUT, Dim, Expr, substitute
-from .launch_plan import CTYPE_SIZES, ArgSlot, LaunchPlan
+from .launch_plan import ArgSlot, LaunchPlan
+
+
+def slot_name(plan: LaunchPlan, slot: ArgSlot) -> str:
+    """The spec's name for a kernel parameter (an extra's label, ``output0`` for meta_fn outputs)."""
+    if slot.kind == "tensor":
+        return plan.tensor_params[slot.index].name
+    if slot.kind == "scalar":
+        return plan.params[slot.index].name
+    if slot.kind == "extra":
+        return plan.extras[slot.index].label
+    return plan.outputs[slot.index].name if plan.outputs else f"output{slot.index}"
 
 
 def describe_slot(plan: LaunchPlan, slot: ArgSlot) -> str:
-    if slot.kind == "tensor":
-        name = plan.tensor_params[slot.index].name
-    elif slot.kind == "scalar":
-        name = plan.params[slot.index].name
-    elif slot.kind == "extra":
-        name = plan.extras[slot.index].describe(plan.params)
-    else:
-        name = plan.outputs[slot.index].name if plan.outputs else f"output{slot.index}"
-    c_name = "pointer" if slot.ctype == "ptr" else slot.ctype
-    return f"{name}: {c_name} ({CTYPE_SIZES[slot.ctype]} bytes)"
+    return f"{slot_name(plan, slot)}: {C_NAMES[slot.ctype]} ({CTYPE_SIZES[slot.ctype]} bytes)"
 
 
 def describe(plan: LaunchPlan, in_ranks: tuple[int, ...], out_ranks: Optional[tuple[int, ...]] = None) -> str:
@@ -35,20 +38,22 @@ def describe(plan: LaunchPlan, in_ranks: tuple[int, ...], out_ranks: Optional[tu
         out_ranks = tuple(len(s) for s in shapes)
         for rule, shape in zip(plan.outputs, shapes):
             lines.append(f"  output {rule.name}: shape ({', '.join(_readable(e, names) for e in shape)}) dtype of {names[rule.dtype_source]}")
+    for check in plan.checks(in_ranks):
+        lines.append(f"  requires {_readable(check.value, names)} {check.rule} {check.other if isinstance(check.other, int) else _readable(check.other, names)}")
     else:
         lines.append("  outputs: shapes and dtypes from meta_fn")
 
     def through_outputs(dim: Dim) -> Expr:
         return shapes[dim.index][dim.axis] if dim.side == OUTPUT and shapes else dim
 
-    if out_ranks is not None and isinstance(plan.geometry, (Elementwise, Reduction)):
+    if out_ranks is not None and isinstance(plan.geometry, (Elementwise, Reduction, Launch)):
         dims = plan.launch_dims(in_ranks, out_ranks)
         show = lambda e: _readable(substitute(e, through_outputs), names)  # noqa: E731
         lines.append(f"  grid:  ({', '.join(show(e) for e in dims.grid)})")
         lines.append(f"  block: ({', '.join(show(e) for e in dims.block)})")
         lines.append(f"  dynamic shared memory: {show(dims.shared_mem)} bytes")
         for rule, e in zip(plan.extras, dims.extras):
-            lines.append(f"  extra {rule.describe(plan.params)} = {show(e)}")
+            lines.append(f"  extra {rule.label} = {show(e)}")
     return "\n".join(lines)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar, Union
 
+import torch
+
 V = TypeVar("V")
 
 INPUT = "in"
@@ -56,7 +58,30 @@ class CeilDiv(_Binary):
         return f"cdiv({self.a}, {self.b})"
 
 
-Expr = Union[Const, Dim, Add, Mul, CeilDiv]
+class Sub(_Binary):
+    def __str__(self) -> str:
+        return f"({self.a} - {self.b})"
+
+
+class FloorDiv(_Binary):
+    def __str__(self) -> str:
+        return f"({self.a} // {self.b})"
+
+
+class Min(_Binary):
+    def __str__(self) -> str:
+        return f"min({self.a}, {self.b})"
+
+
+class Max(_Binary):
+    def __str__(self) -> str:
+        return f"max({self.a}, {self.b})"
+
+
+Expr = Union[Const, Dim, Add, Sub, Mul, FloorDiv, CeilDiv, Min, Max]
+_INFIX = {Add: "+", Sub: "-", Mul: "*", FloorDiv: "//"}
+_METHODS = {Add: "add", Sub: "sub", Mul: "mul", FloorDiv: "floordiv", CeilDiv: "cdiv", Min: "min", Max: "max"}
+"""Each binary node and the algebra method that interprets it."""
 
 
 def product(factors: Sequence[Expr]) -> Expr:
@@ -82,8 +107,12 @@ class Algebra(Protocol[V]):
     def const(self, value: int) -> V: ...
     def dim(self, side: str, index: int, axis: int) -> V: ...
     def add(self, a: V, b: V) -> V: ...
+    def sub(self, a: V, b: V) -> V: ...
     def mul(self, a: V, b: V) -> V: ...
+    def floordiv(self, a: V, b: V) -> V: ...
     def cdiv(self, a: V, b: V) -> V: ...
+    def min(self, a: V, b: V) -> V: ...
+    def max(self, a: V, b: V) -> V: ...
 
 
 def evaluate(expr: Expr, algebra: Algebra[V]) -> V:
@@ -92,19 +121,17 @@ def evaluate(expr: Expr, algebra: Algebra[V]) -> V:
         return algebra.const(expr.value)
     if isinstance(expr, Dim):
         return algebra.dim(expr.side, expr.index, expr.axis)
-    if isinstance(expr, Add):
-        return algebra.add(evaluate(expr.a, algebra), evaluate(expr.b, algebra))
-    if isinstance(expr, Mul):
-        return algebra.mul(evaluate(expr.a, algebra), evaluate(expr.b, algebra))
-    if isinstance(expr, CeilDiv):
-        return algebra.cdiv(evaluate(expr.a, algebra), evaluate(expr.b, algebra))
+    method = _METHODS.get(type(expr))
+    if method is not None:
+        return getattr(algebra, method)(evaluate(expr.a, algebra), evaluate(expr.b, algebra))  # type: ignore[union-attr]
     raise TypeError(f"kernelop: not a dimension expression (got {type(expr).__name__})")
 
 
 class ShapeAlgebra(Generic[V]):
     """Reads leaves from concrete or symbolic shapes; ``int`` and torch ``SymInt`` share it.
 
-    Arithmetic uses only ``+``, ``*`` and floor division, which ``SymInt`` keeps symbolic.
+    Arithmetic uses ``+ - *``, floor division and ``torch.sym_min``/``sym_max``, which ``SymInt``
+    keeps symbolic (Python's ``min`` would compare, and so specialise, the sizes).
     """
 
     def __init__(self, inputs: Sequence[Sequence[Any]], outputs: Sequence[Sequence[Any]] = ()):
@@ -119,11 +146,23 @@ class ShapeAlgebra(Generic[V]):
     def add(self, a: Any, b: Any) -> Any:
         return a + b
 
+    def sub(self, a: Any, b: Any) -> Any:
+        return a - b
+
     def mul(self, a: Any, b: Any) -> Any:
         return a * b
 
+    def floordiv(self, a: Any, b: Any) -> Any:
+        return a // b
+
     def cdiv(self, a: Any, b: Any) -> Any:
         return (a + b - 1) // b
+
+    def min(self, a: Any, b: Any) -> Any:
+        return torch.sym_min(a, b)
+
+    def max(self, a: Any, b: Any) -> Any:
+        return torch.sym_max(a, b)
 
 
 class SympyAlgebra:
@@ -146,11 +185,23 @@ class SympyAlgebra:
     def add(self, a: Any, b: Any) -> Any:
         return a + b
 
+    def sub(self, a: Any, b: Any) -> Any:
+        return a - b
+
     def mul(self, a: Any, b: Any) -> Any:
         return a * b
 
+    def floordiv(self, a: Any, b: Any) -> Any:
+        return self.sympy.floor(a / b)
+
     def cdiv(self, a: Any, b: Any) -> Any:
         return self.sympy.ceiling(a / b)
+
+    def min(self, a: Any, b: Any) -> Any:
+        return self.sympy.Min(a, b)
+
+    def max(self, a: Any, b: Any) -> Any:
+        return self.sympy.Max(a, b)
 
 
 def compile_int(exprs: Sequence[Expr]) -> Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], tuple]:
@@ -160,7 +211,7 @@ def compile_int(exprs: Sequence[Expr]) -> Callable[[Sequence[Sequence[int]], Seq
     """
     code = ", ".join(_python_source(e) for e in exprs)
     source = f"lambda ins, outs: ({code},)" if exprs else "lambda ins, outs: ()"
-    return eval(source, {"__builtins__": {}})  # noqa: S307 - source built from our own tree only
+    return eval(source, {"__builtins__": {}, "min": min, "max": max})  # noqa: S307 - source built from our own tree only
 
 
 def _python_source(expr: Expr) -> str:
@@ -168,10 +219,11 @@ def _python_source(expr: Expr) -> str:
         return str(int(expr.value))
     if isinstance(expr, Dim):
         return f"{'ins' if expr.side == INPUT else 'outs'}[{int(expr.index)}][{int(expr.axis)}]"
-    if isinstance(expr, Add):
-        return f"({_python_source(expr.a)} + {_python_source(expr.b)})"
-    if isinstance(expr, Mul):
-        return f"({_python_source(expr.a)} * {_python_source(expr.b)})"
-    if isinstance(expr, CeilDiv):
-        return f"(-(-{_python_source(expr.a)} // {_python_source(expr.b)}))"
+    if isinstance(expr, _Binary):
+        a, b = _python_source(expr.a), _python_source(expr.b)
+        if isinstance(expr, CeilDiv):
+            return f"(-(-{a} // {b}))"
+        if isinstance(expr, (Min, Max)):
+            return f"{type(expr).__name__.lower()}({a}, {b})"
+        return f"({a} {_INFIX[type(expr)]} {b})"
     raise TypeError(f"kernelop: not a dimension expression (got {type(expr).__name__})")

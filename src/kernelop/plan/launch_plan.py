@@ -1,24 +1,25 @@
-"""KernelSpec -> LaunchPlan: the single derivation of arguments, shapes, dtypes and geometry.
+"""The launch plan: the single derivation of arguments, shapes, dtypes, requirements and geometry.
 
-Everything rank-dependent (which axes a reduction drops, which axes an nd block tiles) is
-resolved per tuple of ranks into plain dimension expressions and memoised, so the eager launch,
-the fake impl and the TensorRT lowering all read the same expressions.
+Everything rank-dependent (which axes a reduction drops, which axes an nd block tiles, what a
+negative axis in ``dim("x", -1)`` means) is resolved per tuple of ranks into plain dimension
+expressions and memoised, so the eager launch, the fake impl and the TensorRT lowering all read
+the same expressions. ``build.build_plan`` makes a plan from a spec; ``binding.bind_kernel``
+types its parameters from the compiled kernel.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Union
 
 import torch
 
-from ..dsl.spec import Custom, DimSize, Elementwise, InputDecl, KernelSpec, ReduceDims, Reduction, ScalarInput
-from ..dsl.validate import resolve_tensor
+from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, Size
+from ..dsl.spec import Custom, Divisible, Elementwise, InRange, Launch, Reduction
 from ..errors import Where
-from .expr import INPUT, OUTPUT, CeilDiv, Const, Dim, Expr, product
+from .expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Expr, FloorDiv, Max, Min, Mul, Sub, product
 
-SCALAR_CTYPES = {float: "float", int: "int", bool: "bool"}
 SCHEMA_TYPES = {float: "float", int: "int", bool: "bool"}
-CTYPE_SIZES = {"ptr": 8, "float": 4, "int": 4, "bool": 1}
+_BINARY = {"+": Add, "-": Sub, "*": Mul, "//": FloorDiv, "cdiv": CeilDiv, "min": Min, "max": Max}
 
 
 @dataclass(frozen=True)
@@ -42,27 +43,34 @@ class Param:
 
 @dataclass(frozen=True)
 class OutputRule:
+    """An output's shape (an input's, reduced, or given ``sizes``) and the input whose dtype it takes."""
+
     name: str
-    source: int  # tensor input whose shape it derives from
+    source: Optional[int]  # tensor input whose shape it derives from; None with ``sizes``
     reduce_dims: Optional[tuple[int, ...]]  # None: same shape
     keepdim: bool
-    dtype_source: int  # tensor input whose dtype it takes
+    dtype_source: int
+    sizes: Optional[tuple[Size, ...]] = None
+
+    @property
+    def like_input(self) -> bool:
+        """Shaped and typed like an input: ``empty_like`` is PyTorch's cheapest allocation."""
+        return self.sizes is None and self.reduce_dims is None and self.dtype_source == self.source
 
 
 @dataclass(frozen=True)
 class ExtraRule:
-    source: int  # tensor input
-    dim: Optional[int]  # None: numel
+    """An integer kernel argument: ``label`` names it in messages (a SizeArg's name, ``numel(x)``)."""
 
-    def describe(self, params: Sequence[Param]) -> str:
-        name = next(p.name for p in params if p.tensor_index == self.source)
-        return f"numel({name})" if self.dim is None else f"{name}.shape[{self.dim}]"
+    label: str
+    value: Size
 
 
 @dataclass(frozen=True)
 class ArgSlot:
     """One kernel parameter: ``kind`` is tensor, scalar, extra or output; ``ctype`` its C type.
 
+    ``index`` counts within the kind (tensor inputs, op arguments for scalars, extras, outputs).
     ``pointee_size`` is the element size of a pointer parameter as the kernel's source declares
     it (``const float*``: 4), None where it could not be read.
     """
@@ -71,6 +79,19 @@ class ArgSlot:
     index: int
     ctype: str
     pointee_size: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A requirement for fixed ranks: ``value`` must be divisible by, >=, <= or equal to ``other``."""
+
+    rule: str  # "divisible", "min", "max" or "equal"
+    value: Expr
+    other: Union[int, Expr]
+    where: str  # "requires[i]"
+    text: str  # the size as written, e.g. "x.shape[-1]"
+    other_text: str = ""
+    argument: Optional[tuple[str, int]] = None  # (input name, axis as written) when value is one axis
 
 
 @dataclass(frozen=True)
@@ -94,9 +115,11 @@ class LaunchPlan:
     outputs: Optional[tuple[OutputRule, ...]]  # None: shapes come from meta_fn
     num_outputs: int
     extras: tuple[ExtraRule, ...]
-    geometry: Any  # Elementwise | Reduction | Custom | None
-    arg_layout: tuple[ArgSlot, ...]
+    geometry: Any  # Elementwise | Reduction | Launch | Custom | None
+    arg_layout: tuple[ArgSlot, ...]  # in the kernel's parameter order
     reduced_input: Optional[int] = None  # Reduction only: the tensor index of geometry.input_idx
+    requires: tuple[Any, ...] = ()  # the spec's Divisible / InRange / Equal
+    seed_order: bool = True  # arg_layout is (inputs..., extras..., outputs...)
     _memo: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @property
@@ -108,6 +131,13 @@ class LaunchPlan:
         """False for a spec without inputs (its eager path is ``eager_fn``): the plan has no params."""
         return bool(self.params)
 
+    @property
+    def uses_dynamic_shared(self) -> bool:
+        """True when a launch may ask for dynamic shared memory (then the kernel is opted in to
+        all the device has: the 48 KB default limit counts static and dynamic together)."""
+        shared = getattr(self.geometry, "shared_mem_bytes", 0)
+        return not (isinstance(shared, ConstSize) and shared.value == 0 or shared == 0)
+
     def output_shapes(self, in_ranks: tuple[int, ...]) -> tuple[tuple[Expr, ...], ...]:
         """Each declared output's shape as expressions over input dimensions."""
         key = ("shapes", in_ranks)
@@ -117,10 +147,17 @@ class LaunchPlan:
         return self._memo[key]
 
     def launch_dims(self, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...]) -> LaunchDims:
-        """Launch geometry and extras; grid dims may reference output dimensions."""
+        """Launch geometry and extras; they may reference output dimensions."""
         key = ("launch", in_ranks, out_ranks)
         if key not in self._memo:
             self._memo[key] = self._launch_dims(in_ranks, out_ranks)
+        return self._memo[key]
+
+    def checks(self, in_ranks: tuple[int, ...]) -> tuple[Check, ...]:
+        """The requirements as expressions over input dimensions."""
+        key = ("checks", in_ranks)
+        if key not in self._memo:
+            self._memo[key] = tuple(c for i, rule in enumerate(self.requires) for c in self._checks(i, rule, in_ranks))
         return self._memo[key]
 
     # -- derivations -------------------------------------------------------------------------
@@ -143,7 +180,32 @@ class LaunchPlan:
             self._where().fail(f"{what} {tuple(dims)} name the same axis twice at rank {rank}")
         return reduced
 
+    def _lower(self, size: Size, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...], what: str) -> Expr:
+        """A size expression of the spec as a dimension expression for these ranks."""
+        if isinstance(size, ConstSize):
+            return Const(size.value)
+        if isinstance(size, BinarySize):
+            return _BINARY[size.op](self._lower(size.a, in_ranks, out_ranks, what), self._lower(size.b, in_ranks, out_ranks, what))
+        side, index = self._resolve(size.name)  # type: ignore[union-attr]
+        rank = (in_ranks if side == INPUT else out_ranks)[index]
+        if isinstance(size, NumelSize):
+            return product([Dim(side, index, a) for a in range(rank)])
+        assert isinstance(size, AxisSize)
+        return Dim(side, index, self._normalize(size.axis, rank, f"{what} {size.name!r}"))
+
+    def _resolve(self, name: str) -> tuple[str, int]:
+        for index, param in enumerate(self.tensor_params):
+            if param.name == name:
+                return INPUT, index
+        for index, rule in enumerate(self.outputs or ()):
+            if rule.name == name:
+                return OUTPUT, index
+        raise AssertionError(f"validation admits only tensor and output names (got {name!r})")
+
     def _output_shape(self, rule: OutputRule, in_ranks: tuple[int, ...]) -> tuple[Expr, ...]:
+        if rule.sizes is not None:
+            return tuple(self._lower(s, in_ranks, (), f"output {rule.name!r} shape:") for s in rule.sizes)
+        assert rule.source is not None
         rank = in_ranks[rule.source]
         dims = [Dim(INPUT, rule.source, a) for a in range(rank)]
         if rule.reduce_dims is None:
@@ -154,20 +216,20 @@ class LaunchPlan:
             return tuple(Const(1) if a in reduced else d for a, d in enumerate(dims))
         return tuple(d for a, d in enumerate(dims) if a not in reduced)
 
-    def _extra(self, rule: ExtraRule, in_ranks: tuple[int, ...]) -> Expr:
-        rank = in_ranks[rule.source]
-        if rule.dim is None:
-            return product([Dim(INPUT, rule.source, a) for a in range(rank)])
-        what = f"extra DimSize({self._tensor_name(rule.source)!r}, {rule.dim}):"
-        return Dim(INPUT, rule.source, self._normalize(rule.dim, rank, what))
-
     def _launch_dims(self, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...]) -> LaunchDims:
-        extras = tuple(self._extra(rule, in_ranks) for rule in self.extras)
+        extras = tuple(self._lower(rule.value, in_ranks, out_ranks, f"extra {rule.label}:") for rule in self.extras)
         geometry = self.geometry
         if isinstance(geometry, Elementwise):
             grid, block = self._elementwise(geometry, out_ranks)
+            shared: Expr = Const(geometry.shared_mem_bytes)
         elif isinstance(geometry, Reduction):
             grid, block = self._reduction(geometry, in_ranks)
+            shared = Const(geometry.shared_mem_bytes)
+        elif isinstance(geometry, Launch):
+            lower = lambda s, what: self._lower(s, in_ranks, out_ranks, what)  # noqa: E731
+            grid = _three(tuple(lower(s, f"geometry.grid[{i}]") for i, s in enumerate(geometry.grid)))
+            block = _three(tuple(lower(s, f"geometry.block[{i}]") for i, s in enumerate(geometry.block)))
+            shared = lower(geometry.shared_mem_bytes, "geometry.shared_mem_bytes")
         elif isinstance(geometry, Custom):
             self._where().fail(
                 "geometry is Custom, which only describes the TensorRT launch; "
@@ -176,7 +238,7 @@ class LaunchPlan:
             )
         else:
             self._where().fail("has no geometry; its eager path is the eager_fn override", NotImplementedError)
-        return LaunchDims(grid, block, Const(geometry.shared_mem_bytes), extras)
+        return LaunchDims(grid, block, shared, extras)
 
     def _elementwise(self, geometry: Elementwise, out_ranks: tuple[int, ...]):
         block = tuple(Const(b) for b in geometry.block) + (Const(1),) * (3 - len(geometry.block))
@@ -206,62 +268,22 @@ class LaunchPlan:
         kept = product([Dim(INPUT, source, a) for a in range(rank) if a not in reduced])
         return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
 
-
-def build_plan(
-    op_name: str,
-    spec: KernelSpec,
-    num_outputs: int,
-    pointee_sizes: Optional[Sequence[Optional[int]]] = None,
-) -> LaunchPlan:
-    """Derive the plan from an already validated spec.
-
-    ``pointee_sizes`` gives, per kernel parameter, the element size its source declares for a
-    pointer (``compiler.signature.pointer_element_sizes``); a list of another length is ignored.
-    """
-    where = Where("cuda_kernel_op", op_name)
-    params = params_of(spec)
-    outputs = None
-    if spec.outputs is not None:
-        outputs = tuple(_output_rule(where, spec, i, out) for i, out in enumerate(spec.outputs))
-        num_outputs = len(outputs)
-    extras = tuple(
-        ExtraRule(
-            source=resolve_tensor(where, spec, f"extras[{i}]", e.input_name),
-            dim=e.dim if isinstance(e, DimSize) else None,
-        )
-        for i, e in enumerate(spec.extras)
-    )
-    slots = (
-        [("tensor", p.tensor_index, "ptr") if p.is_tensor else ("scalar", p.position, SCALAR_CTYPES[p.py_type]) for p in params]  # type: ignore[index]
-        + [("extra", i, "int") for i in range(len(extras))]
-        + [("output", i, "ptr") for i in range(num_outputs)]
-    )
-    if pointee_sizes is None or len(pointee_sizes) != len(slots):
-        pointee_sizes = [None] * len(slots)
-    layout = tuple(ArgSlot(kind, index, ctype, size) for (kind, index, ctype), size in zip(slots, pointee_sizes))  # type: ignore[arg-type]
-    reduced_input = None
-    if isinstance(spec.geometry, Reduction):
-        reduced_input = resolve_tensor(where, spec, "geometry.input_idx", spec.geometry.input_idx)
-    return LaunchPlan(op_name, params, outputs, num_outputs, extras, spec.geometry, layout, reduced_input)
+    def _checks(self, i: int, rule: Any, in_ranks: tuple[int, ...]) -> list[Check]:
+        where = f"requires[{i}]"
+        lower = lambda s: self._lower(s, in_ranks, (), f"{where}:")  # noqa: E731
+        if isinstance(rule, Divisible):
+            return [_check("divisible", rule.value, lower(rule.value), rule.by, where)]
+        if isinstance(rule, InRange):
+            value = lower(rule.value)
+            bounds = [("min", rule.min), ("max", rule.max)]
+            return [_check(kind, rule.value, value, bound, where) for kind, bound in bounds if bound is not None]
+        return [_check("equal", rule.a, lower(rule.a), lower(rule.b), where, str(rule.b))]
 
 
-def params_of(spec: KernelSpec) -> tuple[Param, ...]:
-    """The op's parameters in declaration order (what the schema and the kernel layout list)."""
-    params = []
-    tensor_index = 0
-    for position, decl in enumerate(spec.inputs or ()):
-        if isinstance(decl, InputDecl):
-            params.append(Param(decl.name, position, tensor_index, dtype=decl.dtype))
-            tensor_index += 1
-        else:
-            assert isinstance(decl, ScalarInput)
-            params.append(Param(decl.name, position, None, py_type=decl.py_type))
-    return tuple(params)
+def _three(exprs: tuple[Expr, ...]) -> tuple[Expr, Expr, Expr]:
+    return exprs + (Const(1),) * (3 - len(exprs))  # type: ignore[return-value]
 
 
-def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any) -> OutputRule:
-    source = resolve_tensor(where, spec, f"outputs[{i}].shape.input_idx", out.shape.input_idx)
-    dtype_source = 0 if out.dtype_from is None else resolve_tensor(where, spec, f"outputs[{i}].dtype_from", out.dtype_from)
-    if isinstance(out.shape, ReduceDims):
-        return OutputRule(out.name, source, tuple(out.shape.dims), out.shape.keepdim, dtype_source)
-    return OutputRule(out.name, source, None, False, dtype_source)
+def _check(rule: str, size: Size, value: Expr, other: Union[int, Expr], where: str, other_text: str = "") -> Check:
+    argument = (size.name, size.axis) if isinstance(size, AxisSize) else None
+    return Check(rule, value, other, where, str(size), other_text, argument)

@@ -8,6 +8,7 @@ import torch
 from ..errors import Where
 from ..plan.expr import ShapeAlgebra, evaluate
 from ..plan.launch_plan import LaunchPlan
+from .launch_checks import failure, holds
 
 
 def check_tensors(where: Where, plan: LaunchPlan, tensors: tuple) -> None:
@@ -25,6 +26,18 @@ def check_tensors(where: Where, plan: LaunchPlan, tensors: tuple) -> None:
             )
 
 
+def check_requirements(where: Where, plan: LaunchPlan, shapes: list) -> None:
+    """The spec's requirements through ``torch._check_value``: on symbolic sizes they become
+    guards that ``torch.export`` records (a divisible dynamic dim must be declared a multiple)."""
+    if not plan.requires:
+        return
+    algebra = ShapeAlgebra(shapes)
+    for check in plan.checks(tuple(len(s) for s in shapes)):
+        value = evaluate(check.value, algebra)
+        other = check.other if isinstance(check.other, int) else evaluate(check.other, algebra)
+        torch._check_value(holds(check, value, other), lambda: f"kernelop.{where.api}({where.op}): {failure(check, value, other, shapes)}")
+
+
 def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
     """Output shapes from the plan through the SymInt algebra: dynamic dims stay symbolic."""
     where = Where("call", plan.op_name)
@@ -36,6 +49,7 @@ def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
         tensors = tuple(args[i] for i in positions)
         check_tensors(where, plan, tensors)
         in_shapes = [t.shape for t in tensors]
+        check_requirements(where, plan, in_shapes)
         shapes = plan.output_shapes(tuple(len(s) for s in in_shapes))
         algebra = ShapeAlgebra(in_shapes)
         outs = tuple(
@@ -52,7 +66,9 @@ def with_input_checks(where: Where, plan: LaunchPlan, meta_fn: Callable[..., Any
     positions = tuple(p.position for p in plan.tensor_params)
 
     def fake(*args: Any) -> Any:
-        check_tensors(where, plan, tuple(args[i] for i in positions))
+        tensors = tuple(args[i] for i in positions)
+        check_tensors(where, plan, tensors)
+        check_requirements(where, plan, [t.shape for t in tensors])
         return meta_fn(*args)
 
     return fake

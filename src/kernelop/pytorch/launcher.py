@@ -27,9 +27,8 @@ from ..plan.expr import OUTPUT, Dim, Expr, compile_int, substitute
 from ..plan.launch_plan import LaunchPlan
 from ..settings import SETTINGS
 from .fake import check_tensors
+from .launch_checks import RequirementChecks, check_geometry, check_integer_values, scalar_problem
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-MAX_GRID = (2**31 - 1, 65535, 65535)
 MAX_REMEMBERED_SHAPES = 4096
 """Launch values kept per op; past this many distinct shapes the memo starts over."""
 _raw_stream = torch._C._cuda_getCurrentRawStream if hasattr(torch._C, "_cuda_getCurrentRawStream") else None
@@ -51,6 +50,8 @@ class EagerLauncher:
         self.tensor_rules = self._tensor_rules()
         self.layout = layout_of([s.ctype for s in plan.arg_layout])
         self.programs: dict[tuple, Callable[..., tuple]] = {}
+        self.requirements: dict[tuple, RequirementChecks] = {}
+        self.extra_ctypes = [s.ctype for s in sorted((s for s in plan.arg_layout if s.kind == "extra"), key=lambda s: s.index)]
         self.dims: dict[Any, tuple] = {}
         self.functions: dict[int, driver.LoadedFunction] = {}
         self.handles: dict[int, int] = {}  # the same functions as ints, for the launch call
@@ -114,10 +115,10 @@ class EagerLauncher:
         ins = f"({', '.join(shapes)},)"
         if self.meta_fn is None:
             key = shapes[0] if len(shapes) == 1 else ins
-            lines.append(f"    v = dims.get({key}) or dims_for({key}, {ins}, None)")
+            lines.append(f"    v = dims.get({key}) or dims_for({key}, {ins}, None, d)")
             sized = 7 + n_extras
             for k, rule in enumerate(plan.outputs):  # type: ignore[arg-type]
-                if _allocated_like_input(rule):
+                if rule.like_input:
                     lines.append(f"    o{k} = empty_like(t{rule.source})")
                 else:
                     lines.append(f"    o{k} = t0.new_empty(v[{sized}], dtype=t{rule.dtype_source}.dtype)")
@@ -126,9 +127,9 @@ class EagerLauncher:
             lines.append(f"    {', '.join(outputs)}, = meta_outputs({args_tuple})")
             outs = f"({', '.join(f'{o}.shape' for o in outputs)},)"
             lines.append(f"    key = ({ins}, {outs})")
-            lines.append(f"    v = dims.get(key) or dims_for(key, {ins}, {outs})")
-        head = [f"t{p.tensor_index}.data_ptr()" if p.is_tensor else f"a{p.position}" for p in plan.params]
-        values = ", ".join(head + [f"v[{7 + j}]" for j in range(n_extras)] + [f"{o}.data_ptr()" for o in outputs])
+            lines.append(f"    v = dims.get(key) or dims_for(key, {ins}, {outs}, d)")
+        source = {"tensor": "t{}.data_ptr()", "scalar": "a{}", "extra": "v[{}]", "output": "o{}.data_ptr()"}
+        values = ", ".join(source[s.kind].format(7 + s.index if s.kind == "extra" else s.index) for s in plan.arg_layout)
         lines += [
             "    if v[0]:",
             "        handle = handles.get(d) or load(d)",
@@ -176,13 +177,18 @@ class EagerLauncher:
         in_shapes = tuple(tuple(shape) for _, shape in inputs)
         out_shapes = tuple(tuple(shape) for _, shape in outputs)
         key = (in_shapes, out_shapes)
-        v = self.dims.get(key) or self._dims_for(key, in_shapes, out_shapes)
+        v = self.dims.get(key) or self._dims_for(key, in_shapes, out_shapes, device_index)
         if not v[0]:
             return
-        scalar_values = iter(scalars)
-        head = [inputs[p.tensor_index][0] if p.is_tensor else next(scalar_values) for p in self.plan.params]
-        args_by_position = {p.position: value for p, value in zip(self.plan.params, head) if not p.is_tensor}
-        values = (*head, *v[7:7 + len(self.plan.extras)], *[pointer for pointer, _ in outputs])
+        scalar_params = [p for p in self.plan.params if not p.is_tensor]
+        args_by_position = {p.position: value for p, value in zip(scalar_params, scalars)}
+        by_kind = {
+            "tensor": lambda i: inputs[i][0],
+            "scalar": lambda i: args_by_position[i],
+            "extra": lambda i: v[7 + i],
+            "output": lambda i: outputs[i][0],
+        }
+        values = tuple(by_kind[s.kind](s.index) for s in self.plan.arg_layout)
         if device_index not in self.functions:
             self._load(device_index)
         fn = self.functions[device_index]
@@ -198,19 +204,29 @@ class EagerLauncher:
 
     # -- launch values: the plan's expressions compiled per tuple of ranks, memoized per shapes --
 
-    def _dims_for(self, key: Any, in_shapes: tuple, out_shapes: Optional[tuple]) -> tuple:
-        """``launch_values`` checked against the device limits and int32, remembered under ``key``.
+    def _dims_for(self, key: Any, in_shapes: tuple, out_shapes: Optional[tuple], device: Optional[int] = None) -> tuple:
+        """``launch_values`` after the spec's requirements, checked against the limits of CUDA
+        and (given ``device``) of the kernel there and the ranges of the integer parameters;
+        remembered under ``key``.
 
         A grid with a zero dimension is stored with grid x = 0, so a call tests one value to
         skip the launch. Values that would be refused are never stored.
         """
-        v = self.launch_values(in_shapes, out_shapes)
+        in_ranks = tuple(len(s) for s in in_shapes)
+        if self.plan.requires:
+            checks = self.requirements.get(in_ranks) or self.requirements.setdefault(in_ranks, RequirementChecks(self.plan, in_ranks))
+            checks.check(self.where, in_shapes)
+        try:
+            v = self.launch_values(in_shapes, out_shapes)
+        except ZeroDivisionError:
+            v = self._empty_launch(in_shapes, out_shapes)
         if not (v[0] and v[1] and v[2]):
             v = (0, *v[1:])
         else:
-            if v[0] > MAX_GRID[0] or v[1] > MAX_GRID[1] or v[2] > MAX_GRID[2]:
-                self._refuse_grid(v[0:3])
-            self._refuse_extras(v[7:7 + len(self.plan.extras)])
+            fn = self.binaries.function(device) if device is not None else None
+            kernel = self.binaries.request.kernel_name if self.binaries is not None else "?"
+            check_geometry(self.where, v, fn and fn.max_threads, fn and fn.max_dynamic_shared, kernel)
+            check_integer_values(self.where, [r.label for r in self.plan.extras], self.extra_ctypes, v[7:7 + len(self.plan.extras)])
         if len(self.dims) >= MAX_REMEMBERED_SHAPES:
             self.dims.clear()
         self.dims[key] = v
@@ -237,7 +253,7 @@ class EagerLauncher:
         exprs = [substitute(e, through_outputs) for e in dims.all_exprs()]
         head, bounds = len(exprs), []
         for rule, shape in zip(self.plan.outputs, shapes):  # type: ignore[arg-type]
-            if not _allocated_like_input(rule):
+            if not rule.like_input:
                 bounds.append((len(exprs), len(exprs) + len(shape)))
                 exprs.extend(shape)
         flat = compile_int(exprs)
@@ -248,6 +264,22 @@ class EagerLauncher:
 
         self.programs[in_ranks] = program
         return program
+
+    def _empty_launch(self, in_shapes: tuple, out_shapes: Optional[tuple]) -> tuple:
+        """Launch values for inputs where a size expression divided by zero: an empty launch
+        when some input is empty (outputs still get their shapes), else a refusal."""
+        if all(_numel(s) for s in in_shapes):
+            self.where.fail(f"a launch size divides by zero for input shapes {[tuple(s) for s in in_shapes]}")
+        shapes = ()
+        if out_shapes is None:
+            in_ranks = tuple(len(s) for s in in_shapes)
+            rules = self.plan.outputs or ()
+            exprs = [shape for rule, shape in zip(rules, self.plan.output_shapes(in_ranks)) if not rule.like_input]
+            try:
+                shapes = tuple(compile_int(shape)(in_shapes, ()) for shape in exprs)
+            except ZeroDivisionError:
+                self.where.fail(f"an output size divides by zero for input shapes {[tuple(s) for s in in_shapes]}")
+        return (0, 1, 1, 1, 1, 1, 0, *(0,) * len(self.plan.extras), *shapes)
 
     def _meta_program(self, key: tuple) -> Callable[..., tuple]:
         n = len(self.plan.tensor_params)
@@ -286,35 +318,20 @@ class EagerLauncher:
                 self.where.fail(f"argument {name!r} must be a CUDA tensor (got a tensor on {tensor.device})")
         check_tensors(self.where, self.plan, tuple(tensors))
 
-    def _refuse_grid(self, grid: tuple) -> None:
-        self.where.fail(
-            f"launch grid {tuple(grid)} exceeds the CUDA limits {MAX_GRID} (x, y, z). "
-            "With layout='nd' the leading axes fold into grid z; reshape the input or use layout='flat'."
-        )
-
     def _refuse_values(self, args: Any) -> None:
         """Name the scalar that does not fit its kernel parameter (``args`` indexed by position)."""
-        for param in self.plan.params:
-            if param.is_tensor:
-                continue
-            value = args[param.position]
-            if param.py_type is int and not INT32_MIN <= value <= INT32_MAX:
-                self.where.fail(f"argument {param.name!r} = {value} does not fit the kernel's 32-bit int parameter")
-            if param.py_type is float and abs(value) > 3.4028234663852886e38 and value == value and abs(value) != float("inf"):
-                self.where.fail(f"argument {param.name!r} = {value} does not fit the kernel's 32-bit float parameter")
-
-    def _refuse_extras(self, extras: tuple) -> None:
-        for rule, value in zip(self.plan.extras, extras):
-            if not INT32_MIN <= value <= INT32_MAX:
-                self.where.fail(
-                    f"extra {rule.describe(self.plan.params)} = {value} does not fit the kernel's 32-bit int parameter; "
-                    "the kernel would index with a wrapped size"
-                )
+        for slot in self.plan.arg_layout:
+            if slot.kind == "scalar":
+                problem = scalar_problem(self.plan.params[slot.index].name, slot.ctype, args[slot.index])
+                if problem is not None:
+                    self.where.fail(problem)
 
 
-def _allocated_like_input(rule: Any) -> bool:
-    """An output with an input's shape and dtype: ``empty_like`` is PyTorch's cheapest allocation."""
-    return rule.reduce_dims is None and rule.dtype_source == rule.source
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for size in shape:
+        n *= size
+    return n
 
 
 def _describe(value: Any) -> str:

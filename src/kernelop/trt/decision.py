@@ -5,6 +5,7 @@ from typing import Any, Callable, List, Optional, Sequence
 from ..dsl.spec import Custom
 from ..dsl.validate import check_flag, is_identifier
 from ..errors import Where
+from ..plan.launch_plan import LaunchPlan
 
 RESERVED_NAMES = frozenset({"outputs", "stream", "tactic"})
 """Parameter names the plugin functions use themselves (TensorRT refuses them as attributes)."""
@@ -40,6 +41,21 @@ def plugin_path(geometry: Any, scalars: Sequence[str], aot_fn: Optional[Callable
             "32-bit integer shape expressions)",
         )
     return PluginPath(True, "plan", "the launch plan lowers to ShapeExprs")
+
+
+AOT_EXTRA_CTYPES = frozenset({"i32", "u32", "x32"})
+"""Extras an AOT plugin can pass: TensorRT's extra kernel arguments are 32-bit integers."""
+
+
+def aot_layout_problem(plan: LaunchPlan) -> Optional[str]:
+    """Why TensorRT's AOT launch (input pointers, 32-bit extras, output pointers) cannot call this
+    kernel, or None; known once the plan is bound to the compiled kernel."""
+    if not plan.seed_order:
+        return "its param_order differs from the order a TensorRT AOT launch passes (inputs, extras, outputs)"
+    wide = [plan.extras[s.index].label for s in plan.arg_layout if s.kind == "extra" and s.ctype not in AOT_EXTRA_CTYPES]
+    if wide:
+        return f"extras {wide} are 64-bit kernel parameters, and a TensorRT AOT launch passes 32-bit integers"
+    return None
 
 
 def check_require_aot(where: Where, path: PluginPath, require_aot: object) -> None:

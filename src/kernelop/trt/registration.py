@@ -6,7 +6,7 @@ from typing import Any, Optional
 from ..errors import Where
 from .backend import Backend, PluginRequest, PreparedPlugin
 from .builder import PluginBuilder
-from .decision import PluginPath, schema_problems
+from .decision import PluginPath, aot_layout_problem, schema_problems
 from .status import skip_notice, tensorrt_status
 
 log = logging.getLogger("kernelop")
@@ -30,6 +30,12 @@ def prepare_tensorrt(where: Where, request: PluginRequest, backend: Optional[Bac
     TensorRT could deploy. A problem raises ``ValueError`` naming the op.
     """
     problems = schema_problems(request.schema)
+    path = request.path
+    layout_problem = aot_layout_problem(request.plan) if path.source == "plan" and request.plan is not None else None
+    if layout_problem is not None:
+        if request.require_aot:
+            where.fail(f"require_aot=True but its TensorRT plugin would use the JIT path: {layout_problem}.")
+        path = PluginPath(False, "jit", layout_problem)
     if backend is None:
         backend = load_backend()
     if backend is None:
@@ -43,7 +49,6 @@ def prepare_tensorrt(where: Where, request: PluginRequest, backend: Optional[Bac
             f"a TensorRT plugin named {request.op_name} is already registered in this process; TensorRT cannot "
             "remove it. Register the kernel under a new name (or restart the process)."
         )
-    path = request.path
     if path.aot and not backend.aot_supported:
         if path.source != "plan" or request.require_aot:
             where.fail(

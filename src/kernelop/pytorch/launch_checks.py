@@ -1,0 +1,109 @@
+"""What a launch must satisfy before it is kept in the launcher's memo and run: the spec's
+requirements, CUDA's and this kernel's limits, and the range of each integer parameter.
+
+Each check runs once per distinct shape (a memo miss), so it may take its time; every refusal is
+a ``ValueError`` naming the op and the numbers.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import Where
+from ..plan.ctypes import C_NAMES, CTYPE_SIZES, FLOAT_MAX, INT_RANGES
+from ..plan.expr import compile_int
+from ..plan.launch_plan import Check, LaunchPlan
+
+MAX_GRID = (2**31 - 1, 65535, 65535)
+MAX_BLOCK = (1024, 1024, 64)
+MAX_THREADS = 1024
+_RULES = {
+    "divisible": (lambda v, o: v % o == 0, "to be a multiple of {other}"),
+    "min": (lambda v, o: v >= o, "to be >= {other}"),
+    "max": (lambda v, o: v <= o, "to be <= {other}"),
+    "equal": (lambda v, o: v == o, "to equal {other_text} (= {other})"),
+}
+
+
+class RequirementChecks:
+    """The plan's requirements for one tuple of ranks, compiled to one closure over the shapes."""
+
+    def __init__(self, plan: LaunchPlan, in_ranks: tuple[int, ...]):
+        self.checks = plan.checks(in_ranks)
+        exprs = []
+        for check in self.checks:
+            exprs.append(check.value)
+            if not isinstance(check.other, int):
+                exprs.append(check.other)
+        self.values: Callable[..., tuple] = compile_int(exprs)
+
+    def check(self, where: Where, in_shapes: Sequence[Sequence[int]]) -> None:
+        values = iter(self.values(in_shapes, ()))
+        for check in self.checks:
+            value = next(values)
+            other = check.other if isinstance(check.other, int) else next(values)
+            if not holds(check, value, other):
+                where.fail(failure(check, value, other, in_shapes))
+
+
+def holds(check: Check, value: Any, other: Any) -> Any:
+    """Whether the requirement holds: a bool for ints, a ``SymBool`` for symbolic sizes."""
+    return _RULES[check.rule][0](value, other)
+
+
+def failure(check: Check, value: Any, other: Any, in_shapes: Sequence[Sequence[Any]]) -> str:
+    """The message for a broken requirement: the argument and axis (or the size), the rule, the values."""
+    wanted = _RULES[check.rule][1].format(other=other, other_text=check.other_text)
+    if check.argument is not None:
+        name, axis = check.argument
+        subject = f"argument {name!r} axis {axis} has size {value}"
+    else:
+        subject = f"{check.text} is {value}"
+    return f"{subject}, but {check.where} requires it {wanted} (input shapes {[tuple(s) for s in in_shapes]})"
+
+
+def check_geometry(where: Where, v: tuple, max_threads: Optional[int], max_shared: Optional[int], kernel: str) -> None:
+    """Grid, block and dynamic shared memory within CUDA's limits and, where known, the kernel's."""
+    grid, block, shared = v[0:3], v[3:6], v[6]
+    if min(grid) < 0:
+        where.fail(f"launch grid {tuple(grid)} has a negative size")
+    if any(g > m for g, m in zip(grid, MAX_GRID)):
+        where.fail(
+            f"launch grid {tuple(grid)} exceeds the CUDA limits {MAX_GRID} (x, y, z). "
+            "With layout='nd' the leading axes fold into grid z; reshape the input or use layout='flat'."
+        )
+    if min(block) < 1 or any(b > m for b, m in zip(block, MAX_BLOCK)):
+        where.fail(f"launch block {tuple(block)} is outside the CUDA limits 1..{MAX_BLOCK} (x, y, z)")
+    threads = block[0] * block[1] * block[2]
+    limit = MAX_THREADS if max_threads is None else max_threads
+    if threads > limit:
+        why = "CUDA's limit" if max_threads is None else f"what kernel {kernel!r} can launch with (its registers permitting)"
+        where.fail(f"launch block {tuple(block)} has {threads} threads, more than {limit}, {why}")
+    if shared < 0:
+        where.fail(f"dynamic shared memory of {shared} bytes is negative")
+    if max_shared is not None and shared > max_shared:
+        where.fail(
+            f"kernel {kernel!r} asks for {shared} bytes of dynamic shared memory per block; this device allows "
+            f"it {max_shared} (after its static shared memory)"
+        )
+
+
+def check_integer_values(where: Where, labels: Sequence[str], ctypes: Sequence[str], values: Sequence[int]) -> None:
+    """Each integer extra within its kernel parameter's range: never wrapped or reinterpreted."""
+    for label, ctype, value in zip(labels, ctypes, values):
+        low, high = INT_RANGES[ctype]
+        if not low <= value <= high:
+            where.fail(
+                f"extra {label} = {value} does not fit the kernel's {CTYPE_SIZES[ctype] * 8}-bit "
+                f"{C_NAMES[ctype]} parameter ({low}..{high}); the kernel would index with a wrapped size"
+            )
+
+
+def scalar_problem(name: str, ctype: str, value: Any) -> Optional[str]:
+    """Why a scalar argument does not fit its kernel parameter, or None."""
+    if ctype in INT_RANGES:
+        low, high = INT_RANGES[ctype]
+        if isinstance(value, int) and not low <= value <= high:
+            return f"argument {name!r} = {value} does not fit the kernel's {CTYPE_SIZES[ctype] * 8}-bit {C_NAMES[ctype]} parameter"
+    if ctype in FLOAT_MAX and isinstance(value, float) and value == value and abs(value) != float("inf") and abs(value) > FLOAT_MAX[ctype]:
+        return f"argument {name!r} = {value} does not fit the kernel's 32-bit float parameter"
+    return None
