@@ -577,7 +577,7 @@ class StandInTrtp:
         out_dtypes = [o.dtype for o in self._outputs(plugin, plugin.register_func(*fakes, **values))]
         _Builder.active = True
         try:
-            symbols = [[sympy.Symbol(f"in{i}_{a}", integer=True, positive=True) for a in range(len(s))] for i, s in enumerate(shapes)]
+            symbols = [[sympy.Symbol(f"in{i}_{a}", integer=True, nonnegative=True) for a in range(len(s))] for i, s in enumerate(shapes)]
             env = {sym: size for syms, shape in zip(symbols, shapes) for sym, size in zip(syms, shape)}
             inputs = [TensorDesc(ShapeExprs.from_tuple(tuple(ShapeExpr(s) for s in syms)), dt).freeze() for syms, dt in zip(symbols, dtypes)]
             outputs = self._outputs(plugin, plugin.register_func(*inputs, **values))
@@ -814,6 +814,70 @@ def test_lowering_through_shape_exprs_and_sympy_equals_the_eager_launch(case):
     assert built.launch.shared_mem == shared and built.launch.extras == extras
     assert sympy_launch(request.plan, shapes, out_shapes) == (grid, block, shared, extras)
     assert built.out_dtypes == [dtypes[rule.dtype_source] for rule in request.plan.outputs]
+
+
+@st.composite
+def size_expressions(draw, names: Dict[str, int], depth: int = 2):
+    """A size expression over tensors ``names`` (name -> rank) with every operator kernelop has;
+    divisors are >= 1 and differences are clamped at 0, as launch sizes must be."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        name = draw(st.sampled_from(sorted(names)))
+        rank = names[name]
+        choice = draw(st.integers(0, 2))
+        if choice == 0 and rank:
+            return ttk.dim(name, draw(st.integers(-rank, rank - 1)))
+        if choice == 1:
+            return ttk.numel(name)
+        return ttk.maximum(draw(st.integers(0, 300)), 0)
+    a = draw(size_expressions(names, depth - 1))
+    b = draw(size_expressions(names, depth - 1))
+    op = draw(st.sampled_from(["+", "*", "//", "cdiv", "-", "min", "max"]))
+    if op == "+":
+        return a + b
+    if op == "*":
+        return a * b
+    if op == "//":
+        return a // ttk.maximum(b, 1)
+    if op == "cdiv":
+        return ttk.cdiv(a, b + 1)
+    if op == "-":
+        return ttk.maximum(a - b, 0)
+    return ttk.minimum(a, b) if op == "min" else ttk.maximum(a, b)
+
+
+@st.composite
+def launch_cases(draw):
+    """A ``Launch`` geometry, ``SizeArg`` extras and an output shaped by sizes, all random expressions."""
+    ranks = {"x": draw(st.integers(0, 3))}
+    inputs = [ttk.InputDecl("x")]
+    if draw(st.booleans()):
+        ranks["w"] = draw(st.integers(0, 3))
+        inputs.append(ttk.InputDecl("w"))
+    shapes = [tuple(draw(st.lists(st.integers(0, 40), min_size=r, max_size=r))) for r in ranks.values()]
+    out_shape = tuple(draw(st.lists(size_expressions(ranks, 1), min_size=0, max_size=3)))
+    outputs = [ttk.OutputDecl("y", shape=out_shape), ttk.OutputDecl("z", shape=ttk.SameAs("x"))]
+    sized = {**ranks, "y": len(out_shape), "z": ranks["x"]}
+    grid = tuple(draw(st.lists(size_expressions(sized), min_size=1, max_size=3)))
+    block = tuple(ttk.minimum(ttk.maximum(e, 1), 64) for e in draw(st.lists(size_expressions(sized), min_size=1, max_size=3)))
+    shared = draw(size_expressions(sized))
+    extras = [ttk.SizeArg(f"e{i}", draw(size_expressions(sized))) for i in range(draw(st.integers(0, 3)))]
+    return spec_of(inputs, outputs, ttk.Launch(grid, block, shared), extras), shapes, [DataType.FLOAT] * len(shapes)
+
+
+@PROPERTY
+@given(launch_cases())
+def test_launch_geometry_from_sizes_lowers_like_the_eager_launch(case):
+    """Grid, block, shared memory, extras and output shapes written as size expressions: TensorRT's
+    ShapeExpr lowering (through the whole plugin), sympy and the eager closure agree."""
+    spec, shapes, dtypes = case
+    request = request_for(spec)
+    _, trtp, _ = deploy(request)
+    built = trtp.build(OP, shapes, dtypes, attrs={})
+    grid, block, shared, extras, out_shapes = eager_launch(request.plan, shapes)
+    assert built.out_shapes == out_shapes
+    assert built.launch.grid == grid and built.launch.block == block
+    assert built.launch.shared_mem == shared and built.launch.extras == extras
+    assert sympy_launch(request.plan, shapes, out_shapes) == (grid, block, shared, extras)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,9 @@ from .expr import INPUT, OUTPUT, Dim, Expr, substitute
 from .launch_plan import ArgSlot, LaunchPlan
 
 
+_RULE_TEXT = {"divisible": "{value} % {other} == 0", "min": "{value} >= {other}", "max": "{value} <= {other}", "equal": "{value} == {other}"}
+
+
 def slot_name(plan: LaunchPlan, slot: ArgSlot) -> str:
     """The spec's name for a kernel parameter (an extra's label, ``output0`` for meta_fn outputs)."""
     if slot.kind == "tensor":
@@ -38,10 +41,11 @@ def describe(plan: LaunchPlan, in_ranks: tuple[int, ...], out_ranks: Optional[tu
         out_ranks = tuple(len(s) for s in shapes)
         for rule, shape in zip(plan.outputs, shapes):
             lines.append(f"  output {rule.name}: shape ({', '.join(_readable(e, names) for e in shape)}) dtype of {names[rule.dtype_source]}")
-    for check in plan.checks(in_ranks):
-        lines.append(f"  requires {_readable(check.value, names)} {check.rule} {check.other if isinstance(check.other, int) else _readable(check.other, names)}")
     else:
         lines.append("  outputs: shapes and dtypes from meta_fn")
+    for check in plan.checks(in_ranks):
+        other = check.other if isinstance(check.other, int) else _readable(check.other, names)
+        lines.append(f"  requires ({check.where}): " + _RULE_TEXT[check.rule].format(value=_readable(check.value, names), other=other))
 
     def through_outputs(dim: Dim) -> Expr:
         return shapes[dim.index][dim.axis] if dim.side == OUTPUT and shapes else dim

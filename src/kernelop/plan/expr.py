@@ -174,7 +174,7 @@ class SympyAlgebra:
         self.sympy = sympy
 
     def symbol(self, side: str, index: int, axis: int) -> Any:
-        return self.sympy.Symbol(f"{side}{index}_{axis}", integer=True, positive=True)
+        return self.sympy.Symbol(f"{side}{index}_{axis}", integer=True, nonnegative=True)
 
     def const(self, value: int) -> Any:
         return self.sympy.Integer(value)

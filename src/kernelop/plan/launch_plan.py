@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, Size
+from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, Size, SizeLike
 from ..dsl.spec import Custom, Divisible, Elementwise, InRange, Launch, Reduction
 from ..errors import Where
 from .expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Expr, FloorDiv, Max, Min, Mul, Sub, product
@@ -180,8 +180,10 @@ class LaunchPlan:
             self._where().fail(f"{what} {tuple(dims)} name the same axis twice at rank {rank}")
         return reduced
 
-    def _lower(self, size: Size, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...], what: str) -> Expr:
-        """A size expression of the spec as a dimension expression for these ranks."""
+    def _lower(self, size: SizeLike, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...], what: str) -> Expr:
+        """A size expression (or int) of the spec as a dimension expression for these ranks."""
+        if isinstance(size, int):
+            return Const(size)
         if isinstance(size, ConstSize):
             return Const(size.value)
         if isinstance(size, BinarySize):
