@@ -1,6 +1,8 @@
 """Host time per call of a tiny op (relu over 1024 float32), all candidates interleaved.
 
-Candidates: torch.relu; the kernelop op; the torch_tensorrt.kernels-style eager path (a
+Candidates: torch.relu; the kernelop op; the same relu written as existing kernels often are
+(output first, sizes after the pointers, a 2-D grid of 32x8 blocks) and registered with
+``param_order`` and a ``Launch`` geometry; the torch_tensorrt.kernels-style eager path (a
 torch.library op whose impl wraps PyTorch's stream and builds a cuda.core LaunchConfig per
 call); CuPy RawKernel on PyTorch's current stream; torch.cuda._compile_kernel; a CUDA graph
 replaying kernelop launches. Each round runs every candidate for ``--calls`` calls and
@@ -31,8 +33,16 @@ extern "C" __global__ void my_relu(const float* x, int n, float* y) {
   if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f;
 }
 """
+RELU_2D = r"""
+extern "C" __global__ void relu_2d(float* __restrict__ y, const float* __restrict__ x, int rows, int cols) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  int r = blockIdx.y * blockDim.y + threadIdx.y;
+  if (r < rows && c < cols) { float v = x[r * cols + c]; y[r * cols + c] = v > 0.f ? v : 0.f; }
+}
+"""
 N = 1024
 BLOCK = 256
+OWN_ORDER = "kernelop, own order + 2-D Launch"
 GRAPH_LAUNCHES = 100
 
 
@@ -50,6 +60,27 @@ def kernelop_candidate(x: torch.Tensor) -> Callable[[], object]:
     )
     op = torch.ops.bench.relu
     return lambda: op(x)
+
+
+def own_order_candidate(x: torch.Tensor) -> Callable[[], object]:
+    """The relu of an existing kernel's shape: (y, x, rows, cols) on a 2-D grid, over x as 32 x 32."""
+    cols = ttk.dim("x", -1)
+    rows = ttk.numel("x") // cols
+    ttk.cuda_kernel_op(
+        "bench::relu_2d",
+        ttk.KernelSpec(
+            kernel_source=RELU_2D,
+            kernel_name="relu_2d",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs("x"))],
+            extras=[ttk.SizeArg("rows", rows), ttk.SizeArg("cols", cols)],
+            geometry=ttk.Launch(grid=(ttk.cdiv(cols, 32), ttk.cdiv(rows, 8)), block=(32, 8)),
+            param_order=("y", "x", "rows", "cols"),
+            requires=[ttk.InRange(cols, min=1)],
+        ),
+    )
+    op, square = torch.ops.bench.relu_2d, x.view(32, N // 32)
+    return lambda: op(square)
 
 
 def _cuda_core():
@@ -179,6 +210,8 @@ def main() -> int:
     wanted = (lambda label: True) if not args.only else (lambda label: label in {"torch.relu", *args.only.split(",")})
     candidates: dict[str, tuple[Callable[[], object], int]] = {"torch.relu": (lambda: torch.relu(x), 1)}
     candidates["kernelop"] = (kernelop_candidate(x), 1)
+    if wanted(OWN_ORDER):
+        candidates[OWN_ORDER] = (own_order_candidate(x), 1)
     for label, make in (
         ("seed path (cuda.core)", seed_path_candidate),
         ("cupy RawKernel", cupy_candidate),
@@ -201,7 +234,7 @@ def main() -> int:
     for label, (fn, _) in candidates.items():  # warm-up, and every candidate must be correct
         out = fn()
         if isinstance(out, torch.Tensor):
-            torch.testing.assert_close(out, torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
+            torch.testing.assert_close(out.reshape(x.shape), torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
     compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
@@ -222,6 +255,9 @@ def main() -> int:
         print(f"{label:58s} {medians[label]:9.2f} {high - low:6.2f} {medians[label] / base:13.2f}x")
     print("\nRatios paired within each round (median, and the middle half of rounds):")
     print(paired_ratio(samples, "kernelop", "torch.relu"))
+    if OWN_ORDER in samples:
+        print(paired_ratio(samples, OWN_ORDER, "torch.relu"))
+        print(paired_ratio(samples, OWN_ORDER, "kernelop"))
     if "seed path (cuda.core)" in samples:
         print(paired_ratio(samples, "seed path (cuda.core)", "kernelop"))
     return 0

@@ -14,6 +14,7 @@ import torch
 
 import kernelop as ttk
 from kernelop.compiler.cache import KernelCache
+from kernelop.cuda import driver
 
 TEST_NAMESPACE = "kotest"
 """The torch.ops namespace these tests register into (one no library code uses)."""
@@ -131,3 +132,13 @@ def assert_left_nothing() -> Callable[[str], None]:
         assert name not in ttk.registered_ops(), f"{name} is still in kernelop.registered_ops()"
 
     return check
+
+
+@pytest.fixture(params=["native", "cuda-bindings"])
+def launch_path(request, monkeypatch):
+    """Each launch path in turn, for ops registered (and first called) within the test."""
+    if request.param == "cuda-bindings":
+        monkeypatch.setattr(driver, "_backend", driver.LaunchBackend("cuda-bindings", driver.bindings_launch, "test"))
+    elif driver.launch_backend().name != "native":
+        pytest.skip(f"the native launch is not available here: {driver.launch_backend().reason}")
+    return request.param

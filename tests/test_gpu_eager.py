@@ -319,22 +319,19 @@ def test_no_compile_or_module_load_after_warm_up(cache):
     assert (nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count) == (compiles, loads)
 
 
-def test_kernel_signature_mismatch_is_refused(cache):
-    name = register(
-        cache,
-        "mismatch",
-        kernel_source=RELU,
-        kernel_name="my_relu",
-        inputs=[ttk.InputDecl("x")],
-        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
-        geometry=ttk.Elementwise(block=(256,)),
-    )
-    with pytest.raises(ValueError, match=r"(?s)my_relu.*3 parameters.*spec's 2.*x: pointer.*y: pointer"):
-        ns_op(name)(torch.randn(8, device="cuda"))
+def test_kernel_signature_mismatch_is_refused_at_registration(cache):
     loads = driver.MODULE_LOAD_COUNTER.count
-    with pytest.raises(ValueError, match="do not match the spec"):  # refused again, without reloading
-        ns_op(name)(torch.randn(8, device="cuda"))
-    assert driver.MODULE_LOAD_COUNTER.count == loads
+    with pytest.raises(ValueError, match=r"(?s)my_relu.*the kernel has 3 parameters, the spec 2.*x: pointer.*y: pointer"):
+        register(
+            cache,
+            "mismatch",
+            kernel_source=RELU,
+            kernel_name="my_relu",
+            inputs=[ttk.InputDecl("x")],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+            geometry=ttk.Elementwise(block=(256,)),
+        )
+    assert driver.MODULE_LOAD_COUNTER.count == loads  # refused from the PTX, before any load
 
 
 def test_cpu_tensor_is_refused(cache):
@@ -578,16 +575,6 @@ def test_launches_go_through_the_native_shim_where_it_builds(cache):
         assert backend.name == "native", backend.reason
 
 
-@pytest.fixture(params=["native", "cuda-bindings"])
-def launch_path(request, monkeypatch):
-    """Each launch path in turn, for ops registered (and first called) within the test."""
-    if request.param == "cuda-bindings":
-        monkeypatch.setattr(driver, "_backend", driver.LaunchBackend("cuda-bindings", driver.bindings_launch, "test"))
-    elif driver.launch_backend().name != "native":
-        pytest.skip(f"the native launch is not available here: {driver.launch_backend().reason}")
-    return request.param
-
-
 def test_each_launch_path_matches_pytorch_also_from_a_fresh_thread(cache, launch_path):
     op = relu_op(cache)
     for shape in [(1000,), (0,), (3, 5000)]:
@@ -603,7 +590,10 @@ def test_each_launch_path_matches_pytorch_also_from_a_fresh_thread(cache, launch
 
 
 def test_each_launch_path_reports_a_refused_launch_with_the_op_name(cache, launch_path):
-    """Dynamic shared memory over the 48 KiB default: the driver refuses the launch itself."""
+    """More dynamic shared memory than the device has: refused before launch, naming the numbers;
+    and where that check is bypassed, the driver's own refusal names the op."""
+    import dataclasses
+
     name = register(
         cache,
         "too_much_shared",
@@ -612,8 +602,12 @@ def test_each_launch_path_reports_a_refused_launch_with_the_op_name(cache, launc
         inputs=[ttk.InputDecl("x")],
         outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
         extras=[ttk.Numel("x")],
-        geometry=ttk.Elementwise(block=(256,), layout="flat", shared_mem_bytes=100_000),
+        geometry=ttk.Elementwise(block=(256,), layout="flat", shared_mem_bytes=1_000_000),
     )
+    with pytest.raises(ValueError, match=rf"{name}.*asks for 1000000 bytes of dynamic shared memory per block; this device allows it"):
+        ns_op(name)(torch.randn(100, device="cuda"))
+    binaries = ttk.registered_ops()[name].binaries
+    binaries._functions[0] = dataclasses.replace(binaries.function(0), max_dynamic_shared=2_000_000)
     with pytest.raises(RuntimeError, match=rf"{name}.*cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"):
         ns_op(name)(torch.randn(100, device="cuda"))
     torch.cuda.synchronize()  # the refusal is not a fault: the context stays usable

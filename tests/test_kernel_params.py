@@ -258,7 +258,7 @@ def test_an_extra_is_checked_against_its_own_c_type(op_name, register, ctype, sh
     if fits:
         assert launcher._dims_for(shape, (shape,), None)[7] == shape[0] - 10
     else:
-        with pytest.raises(ValueError, match=rf"extra n = -7 does not fit the kernel's \d+-bit .* parameter"):
+        with pytest.raises(ValueError, match=r"extra n = -7 does not fit the kernel's \d+-bit .* parameter"):
             launcher._dims_for(shape, (shape,), None)
 
 
