@@ -87,7 +87,7 @@ def test_bad_cache_flag_is_refused(tmp_path):
 def test_demo_exits_0_without_gpu(tmp_path):
     result = run(["-m", "kernelop", "demo"], tmp_path / "cache")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 of 6 examples compiled" in result.stdout
+    assert "7 of 7 examples compiled" in result.stdout
     assert "kernelop_demo::axpy(Tensor x, Tensor y, float alpha) -> Tensor" in result.stdout
     assert "torch.ops.kernelop_demo.row_sum.default" in result.stdout
     assert "registers" in result.stdout

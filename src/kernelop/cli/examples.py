@@ -1,6 +1,7 @@
 """Example kernels, one per geometry, with the PyTorch expression each must equal.
 
-The demo registers and checks them; the README's quickstart is the first one.
+The demo registers and checks them; the README's quickstart is the first one, and its section on
+existing kernels is the last (a row softmax in its own parameter order).
 """
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..dsl.sizes import dim, numel
 from ..dsl.spec import (
     DimSize,
     Elementwise,
     InputDecl,
+    InRange,
     KernelSpec,
+    Launch,
     Numel,
     OutputDecl,
     ReduceDims,
     Reduction,
     SameAs,
     ScalarInput,
+    SizeArg,
 )
 
 
@@ -88,6 +93,42 @@ extern "C" __global__ void repeat2(const float* x, int n, float* y) {
   if (i < 2 * n) y[i] = x[i / 2];
 }
 """
+
+
+SOFTMAX = r"""
+// Block-wide max or sum of one float per thread (blockDim.x a multiple of 32).
+__device__ float block_reduce(float v, bool is_max, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) { float w = __shfl_xor_sync(0xffffffffu, v, o); v = is_max ? fmaxf(v, w) : v + w; }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < blockDim.x / 32 ? scratch[lane] : (is_max ? -3.402823466e+38f : 0.f);
+    for (int o = 16; o > 0; o >>= 1) { float w = __shfl_xor_sync(0xffffffffu, v, o); v = is_max ? fmaxf(v, w) : v + w; }
+    if (lane == 0) scratch[0] = v;
+  }
+  __syncthreads();
+  v = scratch[0];
+  __syncthreads();
+  return v;
+}
+
+// One block per row of C floats; the row is staged in dynamic shared memory.
+extern "C" __global__ void softmax_rows(float* __restrict__ out, const float* __restrict__ inp, int N, int C) {
+  extern __shared__ float row[];
+  __shared__ float scratch[32];
+  const float* x = inp + (long long)blockIdx.x * C;
+  float m = -3.402823466e+38f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) { row[c] = x[c]; m = fmaxf(m, row[c]); }
+  m = block_reduce(m, true, scratch);
+  float s = 0.f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) { row[c] = expf(row[c] - m); s += row[c]; }
+  s = block_reduce(s, false, scratch);
+  float* y = out + (long long)blockIdx.x * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = row[c] / s;
+}
+"""
+_ROWS = numel("x") // dim("x", -1)
 
 
 def _repeat2_meta(x: torch.Tensor) -> torch.Tensor:
@@ -182,5 +223,20 @@ EXAMPLES: tuple[Example, ...] = (
         make_args=lambda d: (_randn(1001)(d),),
         reference=lambda x: x.repeat_interleave(2),
         meta_fn=_repeat2_meta,
+    ),
+    Example(
+        "kernelop_demo::softmax",
+        KernelSpec(
+            kernel_source=SOFTMAX,
+            kernel_name="softmax_rows",
+            inputs=[InputDecl("x", dtype=torch.float32)],
+            outputs=[OutputDecl("y", shape=SameAs("x"))],
+            extras=[SizeArg("N", _ROWS), SizeArg("C", dim("x", -1))],
+            geometry=Launch(grid=(_ROWS,), block=(256,), shared_mem_bytes=dim("x", -1) * 4),
+            param_order=("y", "x", "N", "C"),
+            requires=[InRange(dim("x", -1), min=1, max=16384)],
+        ),
+        make_args=lambda d: (_randn(5, 15000)(d),),  # 60000 bytes of shared memory: past the 48 KB default
+        reference=lambda x: torch.softmax(x, dim=-1),
     ),
 )
