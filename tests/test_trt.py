@@ -163,6 +163,11 @@ class ShapeExpr(SymInt32):
         return ShapeExpr(super()._op(fn, other))
 
 
+def _unsimplified(kind: Any, a: Any, b: Any) -> Any:
+    """Min/Max left unevaluated over symbols (sympy simplifies some wrongly; see SympyAlgebra)."""
+    return kind(a, b, evaluate=not (sympy.sympify(a).free_symbols or sympy.sympify(b).free_symbols))
+
+
 def _helper(fn: Any) -> Any:
     """Stands for ``trtp.cdiv`` / ``max`` / ``min``: not both ints; the result is a ShapeExpr."""
 
@@ -385,7 +390,7 @@ class Built(typing.NamedTuple):
 
 def _concrete(expr: Any, env: Dict[Any, int]) -> int:
     assert isinstance(expr, SymIntExpr) and expr.value is not None, f"not a real expression: {expr!r}"
-    value = sympy.sympify(expr.value).subs(env)
+    value = sympy.sympify(sympy.sympify(expr.value).xreplace(env)).doit()  # all at once: sympy simplifies partial Max wrongly
     assert value.is_Integer, f"{expr.value} is not an integer for {env}"
     return int(value)
 
@@ -399,8 +404,8 @@ class StandInTrtp:
     SymIntExpr, SymInt32, SymIntExprs = SymIntExpr, SymInt32, SymIntExprs
     KernelLaunchParams, TensorDesc, Tensor = KernelLaunchParams, TensorDesc, Tensor
     cdiv = staticmethod(_helper(lambda a, b: sympy.ceiling(a / b)))
-    max = staticmethod(_helper(lambda a, b: sympy.Max(a, b)))
-    min = staticmethod(_helper(lambda a, b: sympy.Min(a, b)))
+    max = staticmethod(_helper(lambda a, b: _unsimplified(sympy.Max, a, b)))
+    min = staticmethod(_helper(lambda a, b: _unsimplified(sympy.Min, a, b)))
 
     def __init__(self) -> None:
         self.registry: Dict[str, PluginDef] = {}
@@ -746,7 +751,7 @@ def sympy_launch(plan, in_shapes, out_shapes):
     lowered = lower_launch(plan, in_ranks, tuple(len(s) for s in out_shapes), algebra)
     env = {algebra.symbol(INPUT, i, a): n for i, s in enumerate(in_shapes) for a, n in enumerate(s)}
     env.update({algebra.symbol(OUTPUT, i, a): n for i, s in enumerate(out_shapes) for a, n in enumerate(s)})
-    value = lambda e: int(sympy.sympify(e).subs(env))  # noqa: E731
+    value = lambda e: int(sympy.sympify(sympy.sympify(e).xreplace(env)).doit())  # noqa: E731 - all at once, see _concrete
     return (tuple(value(e) for e in lowered.grid), tuple(value(e) for e in lowered.block), value(lowered.shared_mem),
             tuple(value(e) for e in lowered.extras))
 

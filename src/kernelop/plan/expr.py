@@ -198,10 +198,15 @@ class SympyAlgebra:
         return self.sympy.ceiling(a / b)
 
     def min(self, a: Any, b: Any) -> Any:
-        return self.sympy.Min(a, b)
+        return self.sympy.Min(a, b, evaluate=self._constant(a, b))
 
     def max(self, a: Any, b: Any) -> Any:
-        return self.sympy.Max(a, b)
+        return self.sympy.Max(a, b, evaluate=self._constant(a, b))
+
+    def _constant(self, *values: Any) -> bool:
+        """Min and Max are left unevaluated over symbols: sympy simplifies some of them wrongly
+        (``Max(floor(1/Max(1, a*b)), 1)`` to its first argument, which is 0 for ``a*b > 1``)."""
+        return not any(self.sympy.sympify(v).free_symbols for v in values)
 
 
 def compile_int(exprs: Sequence[Expr]) -> Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], tuple]:
