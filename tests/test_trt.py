@@ -809,7 +809,11 @@ def declarative_cases(draw):
 @PROPERTY
 @given(declarative_cases())
 def test_lowering_through_shape_exprs_and_sympy_equals_the_eager_launch(case):
-    spec, shapes, dtypes = case
+    assert_lowering_equals_the_eager_launch(*case)
+
+
+def assert_lowering_equals_the_eager_launch(spec: ttk.KernelSpec, shapes: List[Tuple[int, ...]], dtypes: List[Any]) -> None:
+    """Through the whole plugin (descriptor, aot_impl, build) and through sympy: the eager values."""
     request = request_for(spec)
     _, trtp, _ = deploy(request)
     built = trtp.build(OP, shapes, dtypes, attrs={})
@@ -874,15 +878,7 @@ def launch_cases(draw):
 def test_launch_geometry_from_sizes_lowers_like_the_eager_launch(case):
     """Grid, block, shared memory, extras and output shapes written as size expressions: TensorRT's
     ShapeExpr lowering (through the whole plugin), sympy and the eager closure agree."""
-    spec, shapes, dtypes = case
-    request = request_for(spec)
-    _, trtp, _ = deploy(request)
-    built = trtp.build(OP, shapes, dtypes, attrs={})
-    grid, block, shared, extras, out_shapes = eager_launch(request.plan, shapes)
-    assert built.out_shapes == out_shapes
-    assert built.launch.grid == grid and built.launch.block == block
-    assert built.launch.shared_mem == shared and built.launch.extras == extras
-    assert sympy_launch(request.plan, shapes, out_shapes) == (grid, block, shared, extras)
+    assert_lowering_equals_the_eager_launch(*case)
 
 
 @pytest.mark.parametrize(
