@@ -152,6 +152,7 @@ def request_key(request: CompileRequest) -> str:
         ("kernel-name", request.kernel_name),
         ("source", request.source),
         ("includes", include_digest(request)),
+        ("prelude", _read_or_empty(nvrtc.PRELUDE).decode() if request.host_shims else ""),
     )
     for label, value in fields:
         _add_field(digest, label, value.encode())
@@ -168,7 +169,7 @@ def include_digest(request: CompileRequest) -> str:
     and the key changes once it appears.
     """
     cuda_dirs = nvrtc.cuda_include_dirs()
-    search = [*request.include_paths, *cuda_dirs]
+    search = list(nvrtc.include_dirs(request))
     digest = hashlib.sha256()
     seen: set[Path] = set()
     pending = [(request.source, _program_dir(request.program_name))]

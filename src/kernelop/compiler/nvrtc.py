@@ -9,6 +9,8 @@ import functools
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 from cuda.bindings import nvrtc as _nvrtc
 
@@ -17,6 +19,11 @@ from ..counters import Counter
 _ARCH_PATTERN = re.compile(r"sm_\d+[af]?")
 _SYSTEM_CUDA_ROOTS: tuple[str, ...] = ("/usr/local/cuda",)
 """Toolkit roots tried last, after the wheels and ``CUDA_HOME``/``CUDA_PATH``."""
+
+SHIM_DIR = Path(__file__).with_name("shims")
+"""kernelop's stand-ins for the host headers CUDA code includes and NVRTC lacks (searched last)."""
+PRELUDE = SHIM_DIR / "kernelop_prelude.h"
+"""Pre-included: ``INFINITY``, ``NAN``, ``M_PI`` & co., ``uint``."""
 
 _SOURCE_CONTEXT_LINES = 4
 _SHORT_SOURCE_LINES = 40
@@ -35,6 +42,8 @@ class CompileRequest:
     include_paths: tuple[str, ...] = ()
     program_name: str = "kernel.cu"
     extra_options: tuple[str, ...] = ()
+    defines: tuple[tuple[str, Optional[str]], ...] = ()  # (NAME, value or None), as -DNAME[=value]
+    host_shims: bool = True  # kernelop's host-header stand-ins and prelude
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or _ARCH_PATTERN.fullmatch(self.arch) is None:
@@ -46,6 +55,7 @@ class CompileRequest:
         # Lists are accepted for convenience but stored as tuples so the request stays hashable.
         object.__setattr__(self, "include_paths", tuple(str(p) for p in self.include_paths))
         object.__setattr__(self, "extra_options", tuple(str(o) for o in self.extra_options))
+        object.__setattr__(self, "defines", tuple((str(n), None if v is None else str(v)) for n, v in self.defines))
 
 
 @dataclass(frozen=True)
@@ -145,14 +155,20 @@ def cuda_include_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
+def include_dirs(request: CompileRequest) -> tuple[str, ...]:
+    """NVRTC's search order: the user's folders, CUDA's headers, then kernelop's stand-ins."""
+    return (*request.include_paths, *cuda_include_dirs(), *((str(SHIM_DIR),) if request.host_shims else ()))
+
+
 def build_options(request: CompileRequest) -> tuple[str, ...]:
     """The exact NVRTC command line for a request (user include dirs win over CUDA's)."""
-    includes = [*request.include_paths, *cuda_include_dirs()]
     return (
         f"--gpu-architecture={request.arch}",
         f"-std={request.std}",
         "--ptxas-options=-v",
-        *(f"-I{directory}" for directory in includes),
+        *(f"-I{directory}" for directory in include_dirs(request)),
+        *((f"--pre-include={PRELUDE}",) if request.host_shims else ()),
+        *(f"-D{name}" if value is None else f"-D{name}={value}" for name, value in request.defines),
         *request.extra_options,
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -178,6 +178,10 @@ class KernelSpec:
     pointers and scalar inputs by value in declaration order, then extras, then output pointers.
     ``param_order`` (additive) gives the kernel's own order instead, naming every input, output
     and ``SizeArg`` once. ``requires`` (additive) lists the sizes a call must satisfy.
+    ``defines`` (``-DNAME=value``; None for a bare ``-DNAME``) and ``options`` (more NVRTC
+    options) are additive; so is ``host_shims``: kernelop's stand-ins for ``<stdio.h>``,
+    ``<math.h>``, ``<cstdint>`` & co. and the macros ``INFINITY``, ``NAN``, ``M_PI``, ``uint``,
+    which NVRTC lacks.
     """
 
     kernel_source: str
@@ -191,6 +195,9 @@ class KernelSpec:
     arch_override: Optional[str] = None
     param_order: Optional[Sequence[str]] = None
     requires: Sequence[Requirement] = ()
+    defines: Optional[Mapping[str, Union[str, int, None]]] = None
+    options: Sequence[str] = ()
+    host_shims: bool = True
 
 
 class _FallbackConverterPriority(enum.Enum):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -167,6 +167,31 @@ def _check_source(where: Where, spec: KernelSpec) -> None:
     if not isinstance(spec.compile_std, str) or not re.match(r"c\+\+\d\d\Z", spec.compile_std):
         where.fail(f"compile_std must look like 'c++17' (got {spec.compile_std!r})")
     check_arch(where, "arch_override", spec.arch_override)
+    _check_compile_options(where, spec)
+
+
+_OWN_OPTIONS = re.compile(r"(--gpu-architecture|-arch|--std|-std)\b")
+"""NVRTC options kernelop sets from the spec (arch_override, compile_std)."""
+
+
+def _check_compile_options(where: Where, spec: KernelSpec) -> None:
+    defines = spec.defines
+    if defines is not None:
+        if not isinstance(defines, Mapping):
+            where.fail(f"defines must be a dict of macro names to values (got {type(defines).__name__})", TypeError)
+        for name, value in defines.items():
+            if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_]\w*", name)):
+                where.fail(f"defines has a key that is not a macro name (got {name!r})")
+            if not (value is None or isinstance(value, str) or is_int(value)) or (isinstance(value, str) and "\n" in value):
+                where.fail(f"defines[{name!r}] must be a str, an int or None (got {value!r})", TypeError)
+    if isinstance(spec.options, (str, bytes)) or not isinstance(spec.options, Sequence):
+        where.fail(f"options must be a list of NVRTC options (got {spec.options!r})", TypeError)
+    for i, option in enumerate(spec.options):
+        if not (isinstance(option, str) and option.startswith("-")):
+            where.fail(f"options[{i}] must be an NVRTC option such as '--use_fast_math' (got {option!r})", TypeError)
+        if _OWN_OPTIONS.match(option):
+            where.fail(f"options[{i}] {option!r} is set by kernelop; use arch_override= or compile_std= instead")
+    check_flag(where, "host_shims", spec.host_shims)
 
 
 def _check_inputs(where: Where, spec: KernelSpec, seen: dict[str, str], needs_inputs: bool) -> None:

@@ -90,6 +90,9 @@ def compile_request(op_name: str, spec: KernelSpec) -> CompileRequest:
         std=spec.compile_std,
         include_paths=tuple(spec.include_paths or ()),
         program_name=op_name.replace("::", "_") + ".cu",
+        extra_options=tuple(spec.options),
+        defines=tuple((spec.defines or {}).items()),
+        host_shims=spec.host_shims,
     )
 
 

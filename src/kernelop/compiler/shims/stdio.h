@@ -1,0 +1,2 @@
+/* kernelop's stand-in for <stdio.h> under NVRTC: device printf is built in. */
+#pragma once
