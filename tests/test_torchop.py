@@ -354,7 +354,7 @@ def test_ptx_op_explicit_schema(relu_ptx, op_name):
 @pytest.mark.parametrize(
     "change, exc, pattern",
     [
-        pytest.param({"ptx": "str"}, TypeError, r"ptx must be bytes \(got str\)", id="ptx-str"),
+        pytest.param({"ptx": 42}, TypeError, r"ptx must be bytes or str \(got int\)", id="ptx-int"),
         pytest.param({"kernel_name": "not_relu"}, ValueError, r"ptx defines no kernel named 'not_relu' \(it defines \['my_relu'\]\)", id="unknown-kernel"),
         pytest.param({"ptx": b"// not ptx\n"}, ValueError, r"ptx has no '\.version' directive", id="not-ptx"),
         pytest.param({"meta_fn": None}, TypeError, r"meta_fn is required for ptx_op", id="no-meta-fn"),
@@ -376,3 +376,50 @@ def test_ptx_op_rejects_and_leaves_nothing(change, exc, pattern, relu_ptx, op_na
     assert_left_nothing(name)
     ttk.ptx_op(name, relu_ptx, "my_relu", _ptx_meta, _EAGER, _noop)
     assert name in ttk.registered_ops()
+
+
+# -- code written for torch_tensorrt.kernels -------------------------------------------------------
+
+
+def test_dim_size_takes_upstreams_axis_keyword(op_name, relu_spec, register):
+    assert ttk.DimSize("x", axis=-1) == ttk.DimSize("x", -1) == ttk.DimSize("x", dim=-1)
+    assert ttk.DimSize("x", axis=1).dim == 1
+    with pytest.raises(TypeError, match=r"give the axis once"):
+        ttk.DimSize("x", 1, dim=1)
+    name = op_name("axis")
+    register(name, relu_spec(extras=[ttk.DimSize("x", axis=-1)]))
+    assert ttk.registered_ops()[name].plan.extras[0].label == "x.shape[-1]"
+
+
+def test_meta_fn_parameters_without_hints_are_tensors(op_name, relu_spec, register):
+    def meta(x, alpha: float) -> torch.Tensor:
+        return torch.empty_like(x)
+
+    name = op_name("nohint")
+    register(name, relu_spec(inputs=[ttk.InputDecl("x"), ttk.ScalarInput("alpha", float)], outputs=None), meta_fn=meta)
+    assert _schema(name) == f"{name}(Tensor x, float alpha) -> Tensor"
+
+
+def test_ptx_op_takes_ptx_as_text(relu_ptx, op_name):
+    name = op_name("ptxstr")
+    ttk.ptx_op(name, relu_ptx.decode(), "my_relu", _ptx_meta, _EAGER, _noop)
+    ttk.ptx_op(name, relu_ptx, "my_relu", _ptx_meta, _EAGER, _noop)  # the same PTX as bytes: the same op
+    assert ttk.registered_ops()[name].ptx == relu_ptx
+
+
+def test_a_spec_assigned_after_construction_registers_as_assigned_and_is_snapshotted(op_name, relu_spec, register):
+    spec = relu_spec()
+    spec.extras = [ttk.DimSize("x", axis=0)]  # upstream's KernelSpec is a mutable dataclass
+    spec.geometry = ttk.Elementwise(block=(128,))
+    name = op_name("mutable")
+    register(name, spec)
+    plan = ttk.registered_ops()[name].plan
+    assert plan.extras[0].label == "x.shape[0]" and plan.geometry.block == (128,)
+    spec.extras.append(ttk.Numel("x"))  # later edits do not reach the registered op
+    spec.geometry = ttk.Elementwise(block=(64,))
+    assert ttk.registered_ops()[name].plan.geometry.block == (128,)
+    with pytest.raises(ValueError, match=r"already registered with a different kernel or spec"):
+        register(name, spec)
+    spec.extras.pop()
+    spec.geometry = ttk.Elementwise(block=(128,))
+    register(name, spec)  # as registered again: a no-op

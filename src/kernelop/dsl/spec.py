@@ -7,7 +7,8 @@ optional.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Callable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -65,12 +66,25 @@ class Numel:
     input_name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class DimSize:
-    """Extra ``int`` kernel argument: one dimension (negative counts from the end) of a tensor input."""
+    """Extra ``int`` kernel argument: one axis (negative counts from the end) of a tensor input.
+
+    ``axis`` is ``torch_tensorrt.kernels``' keyword; ``dim=`` is accepted as well.
+    """
 
     input_name: str
-    dim: int
+    axis: int
+
+    def __init__(self, input_name: str, axis: Any = None, *, dim: Any = None) -> None:
+        if (axis is None) == (dim is None):
+            raise TypeError(f"kernelop.DimSize({input_name!r}): give the axis once, as DimSize(name, axis) or DimSize(name, dim=...)")
+        object.__setattr__(self, "input_name", input_name)
+        object.__setattr__(self, "axis", dim if axis is None else axis)
+
+    @property
+    def dim(self) -> int:
+        return self.axis
 
 
 @dataclass(frozen=True)
@@ -170,9 +184,13 @@ class Equal:
 Requirement = Union[Divisible, InRange, Equal]
 
 
-@dataclass(frozen=True)
+@dataclass
 class KernelSpec:
     """Declarative description of a CUDA kernel.
+
+    Mutable, as ``torch_tensorrt.kernels``' is: fields may be assigned after construction.
+    Registration works from a snapshot (``snapshot``), so later changes do not reach a
+    registered op.
 
     The ``__global__`` function takes ``(inputs..., extras..., outputs...)``: tensor inputs as
     pointers and scalar inputs by value in declaration order, then extras, then output pointers.
@@ -198,6 +216,20 @@ class KernelSpec:
     defines: Optional[Mapping[str, Union[str, int, None]]] = None
     options: Sequence[str] = ()
     host_shims: bool = True
+
+
+def snapshot(spec: KernelSpec) -> KernelSpec:
+    """A copy of ``spec`` whose sequences are tuples and whose defines are read-only, so that
+    neither the user's later assignments nor in-place edits of their lists reach kernelop."""
+    frozen = {}
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = MappingProxyType(dict(value))
+        frozen[f.name] = value
+    return KernelSpec(**frozen)
 
 
 class _FallbackConverterPriority(enum.Enum):

@@ -14,7 +14,7 @@ from ..compiler.nvrtc import CompileRequest
 from ..compiler.signature import read_signature
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
-from ..dsl.spec import ConverterPriority, Custom, KernelSpec
+from ..dsl.spec import ConverterPriority, Custom, KernelSpec, snapshot
 from ..dsl.validate import check_converter_options, check_op_name, check_overrides, check_spec, scalar_names
 from ..errors import Where
 from ..plan.binding import bind_kernel
@@ -53,6 +53,7 @@ def cuda_kernel_op(
     namespace, name = check_op_name(where, op_name)
     check_overrides(where, meta_fn, eager_fn, aot_fn, schema, capability_validator)
     check_converter_options(where, supports_dynamic_shapes, requires_output_allocator, priority)
+    spec = snapshot(spec) if isinstance(spec, KernelSpec) else spec  # the user's spec may change later
     check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=eager_fn is not None, has_aot_fn=aot_fn is not None)
     plugin_path = decision.plugin_path(spec.geometry, scalar_names(spec), aot_fn)
     decision.check_require_aot(where, plugin_path, require_aot)

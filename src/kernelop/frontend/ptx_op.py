@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from ..dsl.spec import ConverterPriority
 from ..dsl.validate import check_converter_options, check_op_name, check_overrides
@@ -15,7 +15,7 @@ from .registry import Registration, already_registered, record
 
 def ptx_op(
     op_name: str,
-    ptx: bytes,
+    ptx: Union[bytes, str],
     kernel_name: str,
     meta_fn: Callable[..., Any],
     eager_fn: Callable[..., Any],
@@ -27,7 +27,7 @@ def ptx_op(
     capability_validator: Optional[Callable[..., Any]] = None,
     schema: Optional[str] = None,
 ) -> None:
-    """Register a kernel from pre-compiled PTX; NVRTC is skipped and the three functions are yours."""
+    """Register a kernel from pre-compiled PTX (bytes or str); NVRTC is skipped and the three functions are yours."""
     where = Where("ptx_op", op_name)
     namespace, name = check_op_name(where, op_name)
     for field_name, fn in (("meta_fn", meta_fn), ("eager_fn", eager_fn), ("aot_fn", aot_fn)):
@@ -35,6 +35,8 @@ def ptx_op(
             where.fail(f"{field_name} is required for ptx_op", TypeError)
     check_overrides(where, meta_fn, eager_fn, aot_fn, schema, capability_validator)
     check_converter_options(where, supports_dynamic_shapes, requires_output_allocator, priority)
+    if isinstance(ptx, str):  # PTX is text; torch_tensorrt.kernels takes it either way
+        ptx = ptx.encode()
     _check_ptx(where, ptx, kernel_name)
     fingerprint = ("ptx", bytes(ptx), kernel_name, meta_fn, eager_fn, aot_fn, schema, supports_dynamic_shapes, requires_output_allocator, priority, capability_validator)
     if already_registered(where, op_name, fingerprint):
@@ -52,7 +54,7 @@ def ptx_op(
 
 def _check_ptx(where: Where, ptx: object, kernel_name: object) -> None:
     if not isinstance(ptx, (bytes, bytearray)):
-        where.fail(f"ptx must be bytes (got {type(ptx).__name__})", TypeError)
+        where.fail(f"ptx must be bytes or str (got {type(ptx).__name__})", TypeError)
     if not isinstance(kernel_name, str) or not kernel_name:
         where.fail(f"kernel_name must be a non-empty str (got {kernel_name!r})", TypeError)
     text = bytes(ptx).decode("utf-8", errors="replace")

@@ -1,6 +1,7 @@
 """The op's torch schema: given, derived from the declared inputs and outputs, or inferred."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Optional
 
 import torch
@@ -28,12 +29,30 @@ def _infer_from_hints(where: Where, meta_fn: Callable[..., Any]) -> str:
     if infer is None:  # torch < 2.5
         from torch._library.infer_schema import infer_schema as infer
     try:
-        return infer(meta_fn, mutates_args=())
+        return infer(_tensors_where_unannotated(meta_fn), mutates_args=())
     except Exception as exc:
         where.fail(
             f"cannot infer a schema from meta_fn's type hints ({exc}). "
             "Annotate every parameter and the return (e.g. 'def meta(x: torch.Tensor) -> torch.Tensor') or pass schema="
         )
+
+
+def _tensors_where_unannotated(meta_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A stand-in with ``meta_fn``'s signature in which a parameter without a type hint is a
+    ``Tensor``, as ``torch_tensorrt.kernels`` infers it; string hints are resolved in
+    ``meta_fn``'s own module."""
+    try:
+        signature = inspect.signature(meta_fn, eval_str=True)
+    except (NameError, SyntaxError, TypeError, ValueError):
+        signature = inspect.signature(meta_fn)
+    empty = inspect.Parameter.empty
+    parameters = [p.replace(annotation=torch.Tensor) if p.annotation is empty else p for p in signature.parameters.values()]
+
+    def prototype(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("only its signature is read")
+
+    prototype.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return prototype
 
 
 def parse_schema(where: Where, op_name: str, schema: str) -> Any:
