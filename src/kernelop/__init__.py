@@ -24,6 +24,7 @@ from .dsl.spec import (
     ScalarInput,
     SizeArg,
 )
+from .frontend.cuda_kernel import CudaKernel
 from .frontend.cuda_kernel_op import cuda_kernel_op
 from .frontend.ptx_op import ptx_op
 from .frontend.registry import registered_ops
@@ -32,6 +33,7 @@ from .trt.status import TensorRTStatus, tensorrt_status
 __all__ = [
     "CompileError",
     "ConverterPriority",
+    "CudaKernel",
     "Custom",
     "DimSize",
     "Divisible",

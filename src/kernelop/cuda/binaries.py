@@ -21,6 +21,8 @@ class KernelBinaries:
     ``request`` is compiled for its ``arch`` (the registration target; ``compiled`` when that
     is done already); ``arch_override`` is the spec's, kept for the TensorRT engine's PTX. With a
     ``plan``, a loaded kernel's parameter list is checked against the plan's layout.
+    ``shared_opt_in`` (default: whether the plan asks for dynamic shared memory) lets the kernel
+    use all the dynamic shared memory the device has.
     """
 
     def __init__(
@@ -31,12 +33,14 @@ class KernelBinaries:
         plan: Optional[LaunchPlan],
         arch_override: Optional[str] = None,
         compiled: Optional[CompiledKernel] = None,
+        shared_opt_in: Optional[bool] = None,
     ):
         self.op_name = op_name
         self.request = request
         self.cache = cache
         self.plan = plan
         self.arch_override = arch_override
+        self.shared_opt_in = plan is not None and plan.uses_dynamic_shared if shared_opt_in is None else shared_opt_in
         self._binaries: dict[str, CompiledKernel] = {request.arch: compiled} if compiled is not None else {}
         self._functions: dict[int, LoadedFunction] = {}
         self._refusal: Optional[ValueError] = None  # a signature mismatch holds on every device
@@ -59,8 +63,7 @@ class KernelBinaries:
                 fn = self._functions.get(device_index)
                 if fn is None:
                     binary = self.for_arch(device_arch(device_index))
-                    opt_in = self.plan is not None and self.plan.uses_dynamic_shared
-                    fn = load_function(device_index, binary.cubin, binary.lowered_name, opt_in)
+                    fn = load_function(device_index, binary.cubin, binary.lowered_name, self.shared_opt_in)
                     if self.plan is not None:
                         try:
                             check_param_layout(Where("call", self.op_name), self.request.kernel_name, fn, self.plan)

@@ -144,7 +144,7 @@ def check_spec(
     """Every check that needs no compiler; the plan builder resolves references afterwards."""
     if not isinstance(spec, KernelSpec):
         where.fail(f"spec must be a KernelSpec (got {type(spec).__name__})", TypeError)
-    _check_source(where, spec)
+    check_source(where, spec)
     seen: dict[str, str] = {}
     _check_inputs(where, spec, seen, needs_inputs=not has_eager_fn)
     _check_outputs(where, spec, seen, has_meta_fn)
@@ -155,7 +155,8 @@ def check_spec(
     return spec
 
 
-def _check_source(where: Where, spec: KernelSpec) -> None:
+def check_source(where: Where, spec: KernelSpec) -> None:
+    """The fields that decide what NVRTC compiles: source, name, folders, standard, arch, options."""
     if not isinstance(spec.kernel_source, str) or not spec.kernel_source.strip():
         where.fail("kernel_source must be non-empty CUDA C++ source text", TypeError)
     if not isinstance(spec.kernel_name, str) or not spec.kernel_name.strip():
