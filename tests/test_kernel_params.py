@@ -301,6 +301,8 @@ def test_fake_impl_checks_requirements_and_export_records_them(op_name, register
     with FakeTensorMode():
         with pytest.raises(ValueError, match=r"argument 'inp' axis -1 has size 66, but requires\[0\]"):
             op_packet(name)(torch.empty(3, 66, device="cuda"))
+    if tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 12):
+        pytest.skip("torch 2.11's export fails while reporting constraints on dynamic dims (symbolic_shapes re.split)")
     example = (torch.randn(4, 64),)  # traced on the CPU; the fake impl only reads shapes
     rows, cols = torch.export.Dim("rows"), torch.export.Dim("cols", max=1024)
     with pytest.raises(Exception, match=r"(?s)Not all values of cols.*% 4"):
