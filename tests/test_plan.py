@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import kernelop as ttk
 from kernelop.plan.expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Mul, ShapeAlgebra, SympyAlgebra, compile_int, evaluate
-from kernelop.plan.describe import describe
+from kernelop.plan.describe import describe, slot_name
 from kernelop.plan.build import build_plan
 from kernelop.dsl.validate import check_spec
 from kernelop.errors import Where
@@ -318,24 +318,15 @@ def test_arg_layout_follows_the_calling_convention():
     plan = make_plan(spec)
     names = {p.name: p for p in plan.params}
 
-    def who(slot):
-        if slot.kind == "tensor":
-            return plan.tensor_params[slot.index].name
-        if slot.kind == "scalar":
-            return plan.params[slot.index].name
-        if slot.kind == "output":
-            return plan.outputs[slot.index].name
-        return slot.index
-
-    got = [(s.kind, s.ctype, who(s)) for s in plan.arg_layout]
+    got = [(s.kind, s.ctype, slot_name(plan, s)) for s in plan.arg_layout]
     assert got == [
         ("tensor", "ptr", "a"),
         ("scalar", "f32", "alpha"),
         ("tensor", "ptr", "b"),
         ("scalar", "i32", "k"),
         ("scalar", "bool", "flag"),
-        ("extra", "i32", 0),
-        ("extra", "i32", 1),
+        ("extra", "i32", "numel(b)"),
+        ("extra", "i32", "a.shape[0]"),
         ("output", "ptr", "y"),
         ("output", "ptr", "z"),
     ]

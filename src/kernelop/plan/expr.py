@@ -41,41 +41,38 @@ class Dim:
 class _Binary:
     a: "Expr"
     b: "Expr"
+    text = ""  # how the node prints, with {a} and {b}
+
+    def __str__(self) -> str:
+        return self.text.format(a=self.a, b=self.b)
 
 
 class Add(_Binary):
-    def __str__(self) -> str:
-        return f"({self.a} + {self.b})"
-
-
-class Mul(_Binary):
-    def __str__(self) -> str:
-        return f"{self.a} * {self.b}"
-
-
-class CeilDiv(_Binary):
-    def __str__(self) -> str:
-        return f"cdiv({self.a}, {self.b})"
+    text = "({a} + {b})"
 
 
 class Sub(_Binary):
-    def __str__(self) -> str:
-        return f"({self.a} - {self.b})"
+    text = "({a} - {b})"
+
+
+class Mul(_Binary):
+    text = "{a} * {b}"
 
 
 class FloorDiv(_Binary):
-    def __str__(self) -> str:
-        return f"({self.a} // {self.b})"
+    text = "({a} // {b})"
+
+
+class CeilDiv(_Binary):
+    text = "cdiv({a}, {b})"
 
 
 class Min(_Binary):
-    def __str__(self) -> str:
-        return f"min({self.a}, {self.b})"
+    text = "min({a}, {b})"
 
 
 class Max(_Binary):
-    def __str__(self) -> str:
-        return f"max({self.a}, {self.b})"
+    text = "max({a}, {b})"
 
 
 Expr = Union[Const, Dim, Add, Sub, Mul, FloorDiv, CeilDiv, Min, Max]
