@@ -144,3 +144,33 @@ def test_a_kernel_from_ptx_launches(cache):
     y = torch.empty_like(x)
     kernel((1,), (128,), (y, x, x.numel(), 4.0, False))
     torch.testing.assert_close(y, 4.0 * x)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_tensor_of_another_element_size_is_refused(cache):
+    kernel = ttk.CudaKernel(SCALE, "scale", cache=cache)
+    x = torch.randn(8, device="cuda", dtype=torch.float16)
+    with pytest.raises(TypeError, match=r"argument 1 has dtype torch.float16 \(2-byte elements\), but parameter 1 points to 4-byte elements"):
+        kernel((1,), (32,), (torch.empty(8, device="cuda"), x, 8, 1.0, False))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_an_eager_fn_runs_behind_the_specs_requirements_and_dtypes(cache, op_name, register):
+    kernel = ttk.CudaKernel(SCALE, "scale", cache=cache)
+
+    def eager(x: torch.Tensor) -> torch.Tensor:
+        y = torch.empty_like(x)
+        kernel((1,), (256,), (y, x, x.numel(), 1.0, False))
+        return y
+
+    name = op_name("eagerreq")
+    spec = ttk.KernelSpec(SCALE, "scale", inputs=[ttk.InputDecl("x", dtype=torch.float32)], outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))],
+                          requires=[ttk.Divisible(ttk.dim("x", -1), 4)])
+    register(name, spec, eager_fn=eager, aot_fn=lambda inputs, outputs, tactic: None)
+    torch.testing.assert_close(op_packet(name)(torch.ones(8, device="cuda")), torch.ones(8, device="cuda"))
+    with pytest.raises(ValueError, match=r"argument 'x' axis -1 has size 6, but requires\[0\] requires it to be a multiple of 4"):
+        op_packet(name)(torch.ones(6, device="cuda"))
+    with pytest.raises(TypeError, match=r"argument 'x' must have dtype torch.float32"):
+        op_packet(name)(torch.ones(8, device="cuda", dtype=torch.float64))

@@ -137,3 +137,14 @@ def test_opcheck(tmp_path):
     for kernel, args in [(SOFTMAX, (torch.randn(5, 77, device="cuda"),)), (TRANSPOSE, (torch.randn(40, 9, device="cuda"),))]:
         op = register(tmp_path, kernel.spec, "opcheck")
         torch.library.opcheck(op.default, args, test_utils=utils)
+
+
+def test_a_negative_value_for_a_scalar_of_unknown_sign_is_refused_per_call(tmp_path):
+    source = "template <typename T>\n__global__ void shift(const float* x, T s, int n, float* y) {\n  int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) y[i] = x[i] + (float)s;\n}\n"
+    spec = ttk.KernelSpec(source, "shift<unsigned>", inputs=[ttk.InputDecl("x"), ttk.ScalarInput("s", int)],
+                          outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))], extras=[ttk.Numel("x")], geometry=ttk.Elementwise())
+    op = register(tmp_path, spec, "tscalar")
+    x = torch.zeros(10, device="cuda")
+    torch.testing.assert_close(op(x, 3), x + 3)
+    with pytest.raises(ValueError, match=r"argument 's' = -1 does not fit the kernel's 32-bit integer of unknown sign parameter"):
+        op(x, -1)

@@ -338,3 +338,85 @@ def test_an_order_tensorrt_cannot_pass_makes_the_plugin_jit_or_is_refused_with_r
     assert aot_layout_problem(plan_of(wide)) == "extras ['n'] are 64-bit kernel parameters, and a TensorRT AOT launch passes 32-bit integers"
     seed, _ = _sized_op(op_name, register, ttk.numel("x"), "int")
     assert aot_layout_problem(plan_of(seed)) is None
+
+
+# -- findings of a review, each pinned -----------------------------------------------------------
+
+
+def test_a_vector_pointer_reads_tensors_of_its_element_type(op_name, register):
+    source = '#include <cuda_fp16.h>\nextern "C" __global__ void k(const __half2* x, int n, __half2* y) {}\n'
+    spec = ttk.KernelSpec(source, "k", inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))],
+                          extras=[ttk.SizeArg("n", ttk.numel("x") // 2)], geometry=ttk.Launch((1,), (1,)))
+    name = op_name("half2")
+    register(name, spec)
+    (_, allowed), = EagerLauncher(plan_of(name), ttk.registered_ops()[name].binaries, None).tensor_rules
+    assert torch.float16 in allowed and torch.float32 not in allowed
+
+
+def test_array_parameters_are_pointers_and_unknown_types_are_left_to_the_ptx(op_name, register):
+    source = 'typedef float* fptr;\nextern "C" __global__ void k(const float x[], int n, fptr y) {}\n'
+    spec = ttk.KernelSpec(source, "k", inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))],
+                          extras=[ttk.Numel("x")], geometry=ttk.Elementwise())
+    name = op_name("array")
+    register(name, spec)
+    assert [s.pointee_size for s in plan_of(name).arg_layout] == [4, None, None]
+
+
+def test_a_template_scalar_of_unknown_sign_refuses_negative_values(op_name, register):
+    source = "template <typename T>\n__global__ void shift(const float* x, T s, int n, float* y) {}\n"
+    spec = ttk.KernelSpec(source, "shift<unsigned>", inputs=[ttk.InputDecl("x"), ttk.ScalarInput("s", int)],
+                          outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))], extras=[ttk.Numel("x")], geometry=ttk.Elementwise())
+    name = op_name("tscalar")
+    register(name, spec)
+    launcher = EagerLauncher(plan_of(name), ttk.registered_ops()[name].binaries, None)
+    assert [s.ctype for s in plan_of(name).arg_layout] == ["ptr", "x32", "i32", "ptr"]
+    assert "a1 < 0" in launcher.source  # checked per call, before packing
+    with pytest.raises(ValueError, match=r"argument 's' = -1 does not fit the kernel's 32-bit integer of unknown sign parameter"):
+        launcher._refuse_values({1: -1})
+
+
+def test_cdiv_by_a_negative_size_agrees_in_eager_and_fake(op_name, register):
+    source = 'extern "C" __global__ void k(const float* x, const float* w, float* y) {}'
+    size = ttk.cdiv(ttk.dim("x", 0) - 10, ttk.dim("w", 0) - 10)
+    spec = ttk.KernelSpec(source, "k", inputs=[ttk.InputDecl("x"), ttk.InputDecl("w")],
+                          outputs=[ttk.OutputDecl("y", shape=(ttk.maximum(size, 0),))], geometry=ttk.Launch((1,), (1,)))
+    name = op_name("cdivneg")
+    register(name, spec)
+    eager = EagerLauncher(plan_of(name), ttk.registered_ops()[name].binaries, None).launch_values([(5,), (8,)])
+    with FakeTensorMode():
+        fake = op_packet(name)(torch.empty(5, device="cuda"), torch.empty(8, device="cuda"))
+    assert eager[7] == tuple(fake.shape) == (3,)  # cdiv(-5, -2) = 3
+
+
+def test_a_negative_output_size_is_refused_naming_the_output(op_name, register):
+    source = 'extern "C" __global__ void k(const float* x, float* y) {}'
+    spec = ttk.KernelSpec(source, "k", inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", shape=(ttk.dim("x", 0) - 10,))],
+                          geometry=ttk.Launch((1,), (1,)))
+    name = op_name("negout")
+    register(name, spec)
+    launcher = EagerLauncher(plan_of(name), ttk.registered_ops()[name].binaries, None)
+    with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): output 'y' would have the shape (-5,) for input shapes [(5,)]")):
+        launcher._dims_for((5,), ((5,),), None)
+
+
+def test_a_requirement_dividing_by_zero_and_a_dim_of_a_0d_input_name_the_op(op_name, register):
+    name = op_name("reqdiv")
+    register(name, softmax_spec(requires=[ttk.InRange(ttk.numel("inp") // ttk.dim("inp", -1), min=1)]))
+    launcher = EagerLauncher(plan_of(name), ttk.registered_ops()[name].binaries, None)
+    with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): a requirement divides by zero")):
+        launcher._dims_for((5, 0), ((5, 0),), None)
+    with FakeTensorMode():
+        with pytest.raises(ValueError, match=r"a requirement divides by zero"):
+            op_packet(name)(torch.empty(5, 0, device="cuda"))
+    with pytest.raises(ValueError, match=r"'inp' axis -1 is out of range for a tensor of rank 0"):
+        launcher._dims_for((), ((),), None)
+
+
+def test_the_snapshot_freezes_nested_lists_too(op_name, register):
+    grid = [ttk.numel("inp") // ttk.dim("inp", -1)]
+    spec = softmax_spec(geometry=ttk.Launch(grid=grid, block=[32, 8], shared_mem_bytes=ttk.dim("inp", -1) * 4))
+    name = op_name("deep")
+    register(name, spec)
+    grid[0] = 1
+    assert plan_of(name).launch_dims((2,), (2,)).grid[0] != plan_of(name).launch_dims((2,), (2,)).grid[1]
+    assert plan_of(name).geometry.grid != (1,) and isinstance(plan_of(name).geometry.block, tuple)

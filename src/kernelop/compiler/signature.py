@@ -20,9 +20,11 @@ _ELEMENT_SIZES = {
     "long long": 8, "unsigned long long": 8, "long long int": 8, "int64_t": 8, "uint64_t": 8,
     "short": 2, "unsigned short": 2, "int16_t": 2, "uint16_t": 2,
     "char": 1, "signed char": 1, "unsigned char": 1, "int8_t": 1, "uint8_t": 1, "bool": 1,
-    "half2": 4, "__half2": 4, "__nv_bfloat162": 4, "float2": 8, "float4": 16, "double2": 16,
-    "int2": 8, "int4": 16,
+    "half2": 2, "__half2": 2, "__nv_bfloat162": 2, "float2": 4, "float4": 4, "double2": 8,
+    "int2": 4, "int4": 4,
 }
+"""Element size of a pointee type; a vector type (``__half2``, ``float4``) reads tensors of its
+scalar element, so it counts as that element's size."""
 _VALUE_CTYPES = {
     "int": "i32", "signed": "i32", "signed int": "i32", "int32_t": "i32",
     "unsigned": "u32", "unsigned int": "u32", "uint32_t": "u32", "uint": "u32",
@@ -42,7 +44,7 @@ class SourceParam:
 
     text: str  # the declaration, whitespace collapsed
     name: Optional[str]
-    is_pointer: bool
+    is_pointer: Optional[bool]  # None: a type the reader does not know (a typedef, a macro)
     pointee_const: bool
     pointee_size: Optional[int]  # pointers of a known element type
     ctype: Optional[str]  # by-value parameters of a known type (the plan's names: i32, u64, f32, ...)
@@ -88,12 +90,6 @@ def source_params(source: str, kernel_name: str) -> Optional[tuple[SourceParam, 
     if params is None:
         return None
     return tuple(_source_param(p) for p in params)
-
-
-def pointer_element_sizes(source: str, kernel_name: str) -> Optional[tuple[Optional[int], ...]]:
-    """Per parameter: the pointee size for a pointer of a known type, else None."""
-    params = source_params(source, kernel_name)
-    return None if params is None else tuple(p.pointee_size for p in params)
 
 
 _PTX_TYPES = {"u": "int", "s": "int", "b": "int", "f": "float"}
@@ -176,11 +172,16 @@ def _source_param(param: str) -> SourceParam:
     stars = text.count("*")
     words = re.findall(r"[A-Za-z_]\w*", text.replace("*", " * "))
     name = words[-1] if len(words) >= 2 and words[-1] not in _QUALIFIERS and not text.rstrip().endswith("*") else None
-    if stars == 1:
-        base, _, after = text.partition("*")
+    array = re.search(r"\[\s*\]\s*\Z", text)
+    if (stars == 1 and "[" not in text) or (stars == 0 and array):
+        base = text.partition("*")[0] if stars else text[: array.start()]  # type: ignore[union-attr]
         base_words = [w for w in re.findall(r"[A-Za-z_]\w*", base) if w not in _QUALIFIERS]
+        if array and base_words:
+            base_words = base_words[:-1]  # the parameter's name
         return SourceParam(text, name, True, "const" in re.findall(r"\w+", base), _ELEMENT_SIZES.get(" ".join(base_words)), None)
     if stars > 1 or "&" in text or "[" in text:
-        return SourceParam(text, name, stars > 0, False, None, None)
+        return SourceParam(text, name, stars > 0 or None, False, None, None)
     type_words = [w for w in (words[:-1] if name else words) if w not in _QUALIFIERS]
-    return SourceParam(text, name, False, False, None, _VALUE_CTYPES.get(" ".join(type_words)))
+    ctype = _VALUE_CTYPES.get(" ".join(type_words))
+    known = ctype is not None or " ".join(type_words) in _ELEMENT_SIZES
+    return SourceParam(text, name, False if known else None, False, None, ctype)

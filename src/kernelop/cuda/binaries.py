@@ -85,8 +85,8 @@ def check_param_layout(where: Where, kernel_name: str, fn: LoadedFunction, plan:
     spec_side = "\n".join(f"    {i}: {describe_slot(plan, s)}" for i, s in enumerate(plan.arg_layout))
     kernel_side = "\n".join(f"    {i}: {size} bytes at offset {off}" for i, (off, size) in enumerate(fn.param_layout))
     where.fail(
-        f"kernel {kernel_name!r} has {len(actual)} parameters that do not match the spec's {len(expected)}.\n"
-        f"  spec (inputs..., extras..., outputs...):\n{spec_side}\n"
+        f"kernel {kernel_name!r} has parameters of {actual} bytes, where the spec's are {expected} bytes.\n"
+        f"  spec, in the kernel's order:\n{spec_side}\n"
         f"  kernel, as the driver reports it:\n{kernel_side}\n"
         "Fix the kernel signature or the KernelSpec inputs/extras/outputs."
     )

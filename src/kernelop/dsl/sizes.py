@@ -123,12 +123,3 @@ def minimum(a: SizeLike, b: SizeLike) -> Size:
 
 def maximum(a: SizeLike, b: SizeLike) -> Size:
     return BinarySize("max", as_size(a), as_size(b))
-
-
-def names_in(size: Size) -> set[str]:
-    """The tensor names a size expression refers to."""
-    if isinstance(size, (AxisSize, NumelSize)):
-        return {size.name}
-    if isinstance(size, BinarySize):
-        return names_in(size.a) | names_in(size.b)
-    return set()

@@ -7,7 +7,7 @@ optional.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from types import MappingProxyType
 from typing import Any, Callable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
@@ -219,17 +219,21 @@ class KernelSpec:
 
 
 def snapshot(spec: KernelSpec) -> KernelSpec:
-    """A copy of ``spec`` whose sequences are tuples and whose defines are read-only, so that
-    neither the user's later assignments nor in-place edits of their lists reach kernelop."""
-    frozen = {}
-    for f in fields(spec):
-        value = getattr(spec, f.name)
-        if isinstance(value, list):
-            value = tuple(value)
-        elif isinstance(value, dict):
-            value = MappingProxyType(dict(value))
-        frozen[f.name] = value
-    return KernelSpec(**frozen)
+    """A copy of ``spec`` in which every list, at any depth (``Launch.grid``, ``ReduceDims.dims``),
+    is a tuple and every dict read-only, so that neither the user's later assignments nor in-place
+    edits of their lists reach kernelop."""
+    return KernelSpec(**{f.name: _frozen(getattr(spec, f.name)) for f in fields(spec)})
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if is_dataclass(value) and not isinstance(value, (type, Size)):
+        changed = {f.name: _frozen(getattr(value, f.name)) for f in fields(value) if f.init}
+        return replace(value, **changed)
+    return value
 
 
 class _FallbackConverterPriority(enum.Enum):

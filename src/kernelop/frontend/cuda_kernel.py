@@ -22,7 +22,7 @@ from ..dsl.spec import KernelSpec
 from ..dsl.validate import check_source
 from ..errors import Where
 from ..plan.ctypes import C_NAMES, CTYPE_SIZES, INT_RANGES
-from ..pytorch.launch_checks import check_geometry
+from ..pytorch.launch_checks import check_geometry, launch_failure
 from ..settings import SETTINGS
 from .cuda_kernel_op import compile_request
 
@@ -58,7 +58,7 @@ class CudaKernel:
         cache = cache or KernelCache.from_settings()
         compiled = compile_cached(request, cache, op_name=name)
         self.name = name
-        self.params = kernel_params(self.where, read_signature(source, name, compiled.ptx, compiled.lowered_name))
+        self.params, self.element_sizes = kernel_params(self.where, read_signature(source, name, compiled.ptx, compiled.lowered_name))
         self.layout = layout_of(["ptr" if c == POINTER_OR_INT else c for c in self.params])
         self._binaries = KernelBinaries(name, request, cache, None, arch_override, compiled, shared_opt_in=True)
 
@@ -70,7 +70,7 @@ class CudaKernel:
         data = ptx.encode() if isinstance(ptx, str) else bytes(ptx)
         compiled = CompiledKernel(data + b"\0", data, name, DEFAULT_ARCH, (), "", (0, 0))
         kernel.name = name
-        kernel.params = kernel_params(kernel.where, read_signature("", name, data, name))
+        kernel.params, kernel.element_sizes = kernel_params(kernel.where, read_signature("", name, data, name))
         kernel.layout = layout_of(["ptr" if c == POINTER_OR_INT else c for c in kernel.params])
         kernel._binaries = _PtxBinaries(compiled)
         return kernel
@@ -97,8 +97,7 @@ class CudaKernel:
             try:
                 driver.finish_launch(fn, result, dims, raw, self.layout, tuple(values), SETTINGS.sync_after_launch)
             except driver.DriverError as exc:
-                fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
-                self.where.fail(f"kernel {self.name!r} failed: {exc}.{fault}", RuntimeError)
+                self.where.fail(launch_failure(self.name, exc), RuntimeError)
 
     __call__ = launch
 
@@ -124,6 +123,10 @@ class CudaKernel:
                 self.where.fail(f"argument {i} is on {arg.device}, but the kernel runs on cuda:{device}")
             if not arg.is_contiguous():
                 self.where.fail(f"argument {i} is not contiguous; pass .contiguous() (the kernel reads dense memory)")
+            size = self.element_sizes[i]
+            if size is not None and arg.element_size() != size:
+                self.where.fail(f"argument {i} has dtype {arg.dtype} ({arg.element_size()}-byte elements), but parameter {i} "
+                                f"points to {size}-byte elements", TypeError)
             return arg.data_ptr()
         if arg is None and pointer:
             return 0
@@ -160,16 +163,18 @@ class _PtxBinaries:
         return fn
 
 
-def kernel_params(where: Where, signature: KernelSignature) -> tuple[str, ...]:
-    """Each parameter's C type: the source's declaration where it can be read, else the PTX's."""
+def kernel_params(where: Where, signature: KernelSignature) -> tuple[tuple[str, ...], tuple[Optional[int], ...]]:
+    """Each parameter's C type (the source's declaration where it can be read, else the PTX's)
+    and, for pointers of a known type, the element size."""
     if signature.ptx is None:
         where.fail("the kernel's entry is not in its PTX; check the kernel name")
     source = signature.source if signature.source is not None and len(signature.source) == len(signature.ptx) else None
-    types = []
+    types, sizes = [], []
     for i, compiled in enumerate(signature.ptx):
         declared = source[i] if source is not None else None
         if compiled.kind == "bytes":
             where.fail(f"parameter {i} is a {compiled.size}-byte aggregate passed by value, which CudaKernel cannot pass")
+        sizes.append(declared.pointee_size if declared is not None else None)
         if declared is not None and declared.is_pointer:
             types.append("ptr")
         elif declared is not None and declared.ctype is not None and CTYPE_SIZES[declared.ctype] == compiled.size:
@@ -178,7 +183,7 @@ def kernel_params(where: Where, signature: KernelSignature) -> tuple[str, ...]:
             types.append({4: "f32", 8: "f64"}[compiled.size])
         else:
             types.append({1: "bool", 4: "x32", 8: POINTER_OR_INT}.get(compiled.size) or where.fail(f"parameter {i} has {compiled.size} bytes, which CudaKernel cannot pass"))
-    return tuple(types)
+    return tuple(types), tuple(sizes)
 
 
 def _three(where: Where, what: str, dims: Any, least: int) -> tuple[int, int, int]:

@@ -107,8 +107,8 @@ def _launches_from_plan(plan: LaunchPlan) -> bool:
 
 def _cuda_impls(plan: LaunchPlan, binaries: KernelBinaries, meta_fn: Optional[Callable[..., Any]], eager_fn: Optional[Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """``eager_fn`` for CUDA, else kernelop's launcher for CUDA and for CPU (where it explains what it needs)."""
-    if eager_fn is not None:
-        return {"CUDA": eager_fn}
+    if eager_fn is not None:  # behind the declared dtypes and requirements, as its fake impl is
+        return {"CUDA": fake.with_input_checks(Where("call", plan.op_name), plan, eager_fn) if plan.declares_inputs else eager_fn}
     launcher = EagerLauncher(plan, binaries, meta_fn)
     return {"CUDA": launcher.call, "CPU": launcher.call}
 

@@ -60,7 +60,7 @@ def _slot_problem(plan: LaunchPlan, slot: ArgSlot, declared: Optional[SourcePara
         what = "aggregate" if compiled.kind == "bytes" else compiled.kind
         return f"the spec passes {name!r} as a {kind}, but the kernel's parameter is a {compiled.size}-byte {what} ({compiled.text})"
     if declared is not None:
-        if wants_pointer != declared.is_pointer:
+        if declared.is_pointer is not None and wants_pointer != declared.is_pointer:
             what = "a pointer" if wants_pointer else "a value"
             return f"the spec passes {name!r} as {what}, but the kernel declares {declared.text!r}"
         if slot.kind == "output" and declared.pointee_const:
@@ -101,8 +101,6 @@ def _typed(slot: ArgSlot, declared: Optional[SourceParam], compiled: Optional[Pt
         return slot
     if slot.ctype.startswith("f"):
         return dataclasses.replace(slot, ctype=_FLOAT_FOR.get(size, slot.ctype))
-    if slot.kind == "scalar":  # a Python int the user passes: signed, as C's int
-        return dataclasses.replace(slot, ctype={4: "i32", 8: "i64"}.get(size, slot.ctype))
     return dataclasses.replace(slot, ctype=_INTEGER_FOR.get(size, slot.ctype))
 
 

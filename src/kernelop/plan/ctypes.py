@@ -17,8 +17,8 @@ INT_RANGES = {
 }
 FLOAT_MAX = {"f32": 3.4028234663852886e38, "f64": float("inf")}
 C_NAMES = {
-    "ptr": "pointer", "i32": "int", "u32": "unsigned int", "x32": "32-bit integer", "i64": "long long",
-    "u64": "unsigned long long", "x64": "64-bit integer", "f32": "float", "f64": "double", "bool": "bool",
+    "ptr": "pointer", "i32": "int", "u32": "unsigned int", "x32": "integer of unknown sign", "i64": "long long",
+    "u64": "unsigned long long", "x64": "integer of unknown sign", "f32": "float", "f64": "double", "bool": "bool",
 }
 SEED_SCALAR_CTYPES = {float: "f32", int: "i32", bool: "bool"}
 """A scalar input's C type until the kernel's own parameter says otherwise (the seed convention)."""

@@ -153,7 +153,7 @@ class ShapeAlgebra(Generic[V]):
         return a // b
 
     def cdiv(self, a: Any, b: Any) -> Any:
-        return (a + b - 1) // b
+        return -((-a) // b)  # as compile_int: the ceiling for any sign of b
 
     def min(self, a: Any, b: Any) -> Any:
         return torch.sym_min(a, b)

@@ -193,6 +193,8 @@ class LaunchPlan:
         if isinstance(size, NumelSize):
             return product([Dim(side, index, a) for a in range(rank)])
         assert isinstance(size, AxisSize)
+        if rank == 0:
+            self._where().fail(f"{what} {size.name!r} axis {size.axis} is out of range for a tensor of rank 0")
         return Dim(side, index, self._normalize(size.axis, rank, f"{what} {size.name!r}"))
 
     def _resolve(self, name: str) -> tuple[str, int]:

@@ -33,8 +33,11 @@ def check_requirements(where: Where, plan: LaunchPlan, shapes: list) -> None:
         return
     algebra = ShapeAlgebra(shapes)
     for check in plan.checks(tuple(len(s) for s in shapes)):
-        value = evaluate(check.value, algebra)
-        other = check.other if isinstance(check.other, int) else evaluate(check.other, algebra)
+        try:
+            value = evaluate(check.value, algebra)
+            other = check.other if isinstance(check.other, int) else evaluate(check.other, algebra)
+        except ZeroDivisionError:
+            where.fail(f"a requirement divides by zero for input shapes {[tuple(s) for s in shapes]}")
         torch._check_value(holds(check, value, other), lambda: f"kernelop.{where.api}({where.op}): {failure(check, value, other, shapes)}")
 
 
@@ -61,14 +64,15 @@ def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
     return fake
 
 
-def with_input_checks(where: Where, plan: LaunchPlan, meta_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The user's meta_fn, after the same dtype and device checks the eager launch makes."""
+def with_input_checks(where: Where, plan: LaunchPlan, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The user's ``meta_fn`` or ``eager_fn``, after the dtype, device and requirement checks of
+    kernelop's own launch."""
     positions = tuple(p.position for p in plan.tensor_params)
 
     def fake(*args: Any) -> Any:
         tensors = tuple(args[i] for i in positions)
         check_tensors(where, plan, tensors)
         check_requirements(where, plan, [t.shape for t in tensors])
-        return meta_fn(*args)
+        return fn(*args)
 
     return fake

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
+from ..dsl.validate_sizes import MAX_THREADS_PER_BLOCK
 from ..errors import Where
 from ..plan.ctypes import C_NAMES, CTYPE_SIZES, FLOAT_MAX, INT_RANGES
 from ..plan.expr import compile_int
@@ -15,7 +16,6 @@ from ..plan.launch_plan import Check, LaunchPlan
 
 MAX_GRID = (2**31 - 1, 65535, 65535)
 MAX_BLOCK = (1024, 1024, 64)
-MAX_THREADS = 1024
 _RULES = {
     "divisible": (lambda v, o: v % o == 0, "to be a multiple of {other}"),
     "min": (lambda v, o: v >= o, "to be >= {other}"),
@@ -37,7 +37,10 @@ class RequirementChecks:
         self.values: Callable[..., tuple] = compile_int(exprs)
 
     def check(self, where: Where, in_shapes: Sequence[Sequence[int]]) -> None:
-        values = iter(self.values(in_shapes, ()))
+        try:
+            values = iter(self.values(in_shapes, ()))
+        except ZeroDivisionError:
+            where.fail(f"a requirement divides by zero for input shapes {[tuple(s) for s in in_shapes]}")
         for check in self.checks:
             value = next(values)
             other = check.other if isinstance(check.other, int) else next(values)
@@ -61,20 +64,20 @@ def failure(check: Check, value: Any, other: Any, in_shapes: Sequence[Sequence[A
     return f"{subject}, but {check.where} requires it {wanted} (input shapes {[tuple(s) for s in in_shapes]})"
 
 
-def check_geometry(where: Where, v: tuple, max_threads: Optional[int], max_shared: Optional[int], kernel: str) -> None:
-    """Grid, block and dynamic shared memory within CUDA's limits and, where known, the kernel's."""
+def check_geometry(where: Where, v: tuple, max_threads: Optional[int], max_shared: Optional[int], kernel: str, grid_hint: str = "") -> None:
+    """Grid, block and dynamic shared memory within CUDA's limits and, where known, the kernel's.
+    ``grid_hint`` ends the message of a grid over the limits."""
     grid, block, shared = v[0:3], v[3:6], v[6]
     if min(grid) < 0:
         where.fail(f"launch grid {tuple(grid)} has a negative size")
     if any(g > m for g, m in zip(grid, MAX_GRID)):
         where.fail(
-            f"launch grid {tuple(grid)} exceeds the CUDA limits {MAX_GRID} (x, y, z). "
-            "With layout='nd' the leading axes fold into grid z; reshape the input or use layout='flat'."
+            f"launch grid {tuple(grid)} exceeds the CUDA limits {MAX_GRID} (x, y, z).{grid_hint}"
         )
     if min(block) < 1 or any(b > m for b, m in zip(block, MAX_BLOCK)):
         where.fail(f"launch block {tuple(block)} is outside the CUDA limits 1..{MAX_BLOCK} (x, y, z)")
     threads = block[0] * block[1] * block[2]
-    limit = MAX_THREADS if max_threads is None else max_threads
+    limit = MAX_THREADS_PER_BLOCK if max_threads is None else max_threads
     if threads > limit:
         why = "CUDA's limit" if max_threads is None else f"what kernel {kernel!r} can launch with (its registers permitting)"
         where.fail(f"launch block {tuple(block)} has {threads} threads, more than {limit}, {why}")
@@ -85,6 +88,12 @@ def check_geometry(where: Where, v: tuple, max_threads: Optional[int], max_share
             f"kernel {kernel!r} asks for {shared} bytes of dynamic shared memory per block; this device allows "
             f"it {max_shared} (after its static shared memory)"
         )
+
+
+def launch_failure(kernel: str, exc: Any) -> str:
+    """The message for a launch the driver refused or a kernel that faulted (a ``DriverError``)."""
+    fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
+    return f"kernel {kernel!r} failed: {exc}.{fault}"
 
 
 def check_integer_values(where: Where, labels: Sequence[str], ctypes: Sequence[str], values: Sequence[int]) -> None:

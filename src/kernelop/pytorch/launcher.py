@@ -27,7 +27,9 @@ from ..plan.expr import OUTPUT, Dim, Expr, compile_int, substitute
 from ..plan.launch_plan import LaunchPlan
 from ..settings import SETTINGS
 from .fake import check_tensors
-from .launch_checks import RequirementChecks, check_geometry, check_integer_values, scalar_problem
+from .launch_checks import RequirementChecks, check_geometry, check_integer_values, launch_failure, scalar_problem
+
+ND_GRID_HINT = " With layout='nd' the leading axes fold into grid z; reshape the input or use layout='flat'."
 
 MAX_REMEMBERED_SHAPES = 4096
 """Launch values kept per op; past this many distinct shapes the memo starts over."""
@@ -110,6 +112,9 @@ class EagerLauncher:
         checks = ["d < 0"] + [f"t{i}.get_device() != d" for i in range(1, len(tensors))]
         checks += [f"t{i}.dtype not in allowed{i}" for i, allowed in self.tensor_rules if allowed is not None]
         lines += [f"    if {' or '.join(checks)}:", f"        refuse_tensors([{', '.join(tensors)}])"]
+        unsigned_or_not = [f"a{s.index} < 0" for s in plan.arg_layout if s.kind == "scalar" and s.ctype in ("x32", "x64")]
+        if unsigned_or_not:  # packing would pass a negative int as is; the kernel may read it unsigned
+            lines += [f"    if {' or '.join(unsigned_or_not)}:", f"        refuse_values({args_tuple})"]
         for t, s in zip(tensors, shapes):
             lines += [f"    if not {t}.is_contiguous():", f"        {t} = {t}.contiguous()", f"    {s} = {t}.shape"]
         ins = f"({', '.join(shapes)},)"
@@ -156,8 +161,7 @@ class EagerLauncher:
         return fn.handle
 
     def _launch_failed(self, exc: driver.DriverError) -> None:
-        fault = " The CUDA context is now unusable: restart the process." if exc.sticky else ""
-        self.where.fail(f"kernel {self.binaries.request.kernel_name!r} failed: {exc}.{fault}", RuntimeError)
+        self.where.fail(launch_failure(self.binaries.request.kernel_name, exc), RuntimeError)
 
     # -- launching into buffers someone else owns (TensorRT's JIT plugin) ---------------------
 
@@ -189,6 +193,7 @@ class EagerLauncher:
             "output": lambda i: outputs[i][0],
         }
         values = tuple(by_kind[s.kind](s.index) for s in self.plan.arg_layout)
+        self._refuse_values(args_by_position)
         if device_index not in self.functions:
             self._load(device_index)
         fn = self.functions[device_index]
@@ -220,12 +225,15 @@ class EagerLauncher:
             v = self.launch_values(in_shapes, out_shapes)
         except ZeroDivisionError:
             v = self._empty_launch(in_shapes, out_shapes)
+        if out_shapes is None:
+            self._refuse_negative_outputs(v[7 + len(self.plan.extras):], in_shapes)
         if not (v[0] and v[1] and v[2]):
             v = (0, *v[1:])
         else:
             fn = self.binaries.function(device) if device is not None else None
             kernel = self.binaries.request.kernel_name if self.binaries is not None else "?"
-            check_geometry(self.where, v, fn and fn.max_threads, fn and fn.max_dynamic_shared, kernel)
+            hint = ND_GRID_HINT if getattr(self.plan.geometry, "layout", "") == "nd" else ""
+            check_geometry(self.where, v, fn and fn.max_threads, fn and fn.max_dynamic_shared, kernel, hint)
             check_integer_values(self.where, [r.label for r in self.plan.extras], self.extra_ctypes, v[7:7 + len(self.plan.extras)])
         if len(self.dims) >= MAX_REMEMBERED_SHAPES:
             self.dims.clear()
@@ -264,6 +272,13 @@ class EagerLauncher:
 
         self.programs[in_ranks] = program
         return program
+
+    def _refuse_negative_outputs(self, shapes: tuple, in_shapes: tuple) -> None:
+        """Output shapes (of the outputs not allocated like an input) with no negative size."""
+        sized = [rule for rule in self.plan.outputs or () if not rule.like_input]
+        for rule, shape in zip(sized, shapes):
+            if any(size < 0 for size in shape):
+                self.where.fail(f"output {rule.name!r} would have the shape {tuple(shape)} for input shapes {[tuple(s) for s in in_shapes]}")
 
     def _empty_launch(self, in_shapes: tuple, out_shapes: Optional[tuple]) -> tuple:
         """Launch values for inputs where a size expression divided by zero: an empty launch
