@@ -208,7 +208,7 @@ def test_a_broken_requirement_names_argument_axis_rule_and_value(softmax, shape,
     name, launcher = softmax
     with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): ") + message):
         launcher._dims_for(shape, (shape,), None)
-    assert launcher.dims == {}
+    assert launcher.dims.get(None, {}) == {}
 
 
 def test_equal_names_both_sizes(op_name, register):
@@ -420,3 +420,20 @@ def test_the_snapshot_freezes_nested_lists_too(op_name, register):
     grid[0] = 1
     assert plan_of(name).launch_dims((2,), (2,)).grid[0] != plan_of(name).launch_dims((2,), (2,)).grid[1]
     assert plan_of(name).geometry.grid != (1,) and isinstance(plan_of(name).geometry.block, tuple)
+
+
+def test_launch_values_are_remembered_per_device_and_checked_against_each_devices_limits(op_name, register):
+    """Two GPUs of different kinds: a shape accepted on one is checked again on the other."""
+    from types import SimpleNamespace
+
+    name = op_name("twodev")
+    register(name, softmax_spec(requires=[]))
+    limits = {0: SimpleNamespace(max_threads=1024, max_dynamic_shared=232448), 1: SimpleNamespace(max_threads=1024, max_dynamic_shared=101376)}
+    binaries = SimpleNamespace(function=limits.__getitem__, request=SimpleNamespace(kernel_name="softmax_rows"))
+    launcher = EagerLauncher(plan_of(name), binaries, None)
+    shape = (2, 40000)  # 160000 bytes of dynamic shared memory
+    assert launcher._dims_for(shape, (shape,), None, 0)[6] == 160000
+    assert launcher._memo_for(1).get(shape) is None  # device 0's values are not device 1's
+    with pytest.raises(ValueError, match=r"asks for 160000 bytes of dynamic shared memory per block; this device allows it 101376"):
+        launcher._dims_for(shape, (shape,), None, 1)
+    assert shape in launcher.dims[0] and shape not in launcher.dims[1]

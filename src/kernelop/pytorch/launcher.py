@@ -54,14 +54,15 @@ class EagerLauncher:
         self.programs: dict[tuple, Callable[..., tuple]] = {}
         self.requirements: dict[tuple, RequirementChecks] = {}
         self.extra_ctypes = [s.ctype for s in sorted((s for s in plan.arg_layout if s.kind == "extra"), key=lambda s: s.index)]
-        self.dims: dict[Any, tuple] = {}
+        self.dims: dict[Optional[int], dict[Any, tuple]] = {}  # per device: the limits checked are that device's
         self.functions: dict[int, driver.LoadedFunction] = {}
         self.handles: dict[int, int] = {}  # the same functions as ints, for the launch call
         self.sync = SETTINGS.sync_after_launch
         self.source = self._generate()
         self.namespace: dict[str, Any] = {
             **{f"allowed{i}": allowed for i, allowed in self.tensor_rules},
-            "dims": self.dims,
+            "memos": self.dims,
+            "memo_for": self._memo_for,
             "dims_for": self._dims_for,
             "meta_outputs": self._meta_outputs,
             "empty_like": torch.empty_like,
@@ -120,7 +121,7 @@ class EagerLauncher:
         ins = f"({', '.join(shapes)},)"
         if self.meta_fn is None:
             key = shapes[0] if len(shapes) == 1 else ins
-            lines.append(f"    v = dims.get({key}) or dims_for({key}, {ins}, None, d)")
+            lines.append(f"    v = (memos.get(d) or memo_for(d)).get({key}) or dims_for({key}, {ins}, None, d)")
             sized = 7 + n_extras
             for k, rule in enumerate(plan.outputs):  # type: ignore[arg-type]
                 if rule.like_input:
@@ -132,7 +133,7 @@ class EagerLauncher:
             lines.append(f"    {', '.join(outputs)}, = meta_outputs({args_tuple})")
             outs = f"({', '.join(f'{o}.shape' for o in outputs)},)"
             lines.append(f"    key = ({ins}, {outs})")
-            lines.append(f"    v = dims.get(key) or dims_for(key, {ins}, {outs}, d)")
+            lines.append(f"    v = (memos.get(d) or memo_for(d)).get(key) or dims_for(key, {ins}, {outs}, d)")
         source = {"tensor": "t{}.data_ptr()", "scalar": "a{}", "extra": "v[{}]", "output": "o{}.data_ptr()"}
         values = ", ".join(source[s.kind].format(7 + s.index if s.kind == "extra" else s.index) for s in plan.arg_layout)
         lines += [
@@ -181,7 +182,7 @@ class EagerLauncher:
         in_shapes = tuple(tuple(shape) for _, shape in inputs)
         out_shapes = tuple(tuple(shape) for _, shape in outputs)
         key = (in_shapes, out_shapes)
-        v = self.dims.get(key) or self._dims_for(key, in_shapes, out_shapes, device_index)
+        v = self._memo_for(device_index).get(key) or self._dims_for(key, in_shapes, out_shapes, device_index)
         if not v[0]:
             return
         scalar_params = [p for p in self.plan.params if not p.is_tensor]
@@ -209,10 +210,13 @@ class EagerLauncher:
 
     # -- launch values: the plan's expressions compiled per tuple of ranks, memoized per shapes --
 
+    def _memo_for(self, device: Optional[int]) -> dict[Any, tuple]:
+        return self.dims.setdefault(device, {})
+
     def _dims_for(self, key: Any, in_shapes: tuple, out_shapes: Optional[tuple], device: Optional[int] = None) -> tuple:
         """``launch_values`` after the spec's requirements, checked against the limits of CUDA
         and (given ``device``) of the kernel there and the ranges of the integer parameters;
-        remembered under ``key``.
+        remembered under ``key`` in that device's memo.
 
         A grid with a zero dimension is stored with grid x = 0, so a call tests one value to
         skip the launch. Values that would be refused are never stored.
@@ -235,9 +239,10 @@ class EagerLauncher:
             hint = ND_GRID_HINT if getattr(self.plan.geometry, "layout", "") == "nd" else ""
             check_geometry(self.where, v, fn and fn.max_threads, fn and fn.max_dynamic_shared, kernel, hint)
             check_integer_values(self.where, [r.label for r in self.plan.extras], self.extra_ctypes, v[7:7 + len(self.plan.extras)])
-        if len(self.dims) >= MAX_REMEMBERED_SHAPES:
-            self.dims.clear()
-        self.dims[key] = v
+        memo = self._memo_for(device)
+        if len(memo) >= MAX_REMEMBERED_SHAPES:
+            memo.clear()
+        memo[key] = v
         return v
 
     def launch_values(self, in_shapes: Sequence[Sequence[int]], out_shapes: Optional[Sequence[Sequence[int]]] = None) -> tuple:
