@@ -25,6 +25,7 @@ from .spec import (
     SizeArg,
 )
 from .validate_sizes import (
+    MAX_SHARED_MEM_BYTES,
     MAX_THREADS_PER_BLOCK,
     check_launch,
     check_output_shape,
@@ -54,6 +55,11 @@ def check_op_name(where: Where, op_name: object) -> tuple[str, str]:
             f"op_name must be 'namespace::name' with identifier parts (got {op_name!r}). "
             "Example: 'myns::relu'."
         )
+    if any(p.startswith("_") for p in parts):
+        where.fail(
+            f"op_name parts must not start with '_' (got {op_name!r}): torch.ops looks names such as "
+            "'__doc__' up as Python attributes. Example: 'myns::relu'."
+        )
     if parts[0] in RESERVED_NAMESPACES:
         where.fail(
             f"op_name namespace {parts[0]!r} is reserved by PyTorch or TensorRT (got {op_name!r}). "
@@ -80,6 +86,16 @@ def check_flag(where: Where, field_name: str, value: object) -> None:
 def check_priority(where: Where, priority: object) -> None:
     if not isinstance(priority, ConverterPriority):
         where.fail(f"priority must be a ConverterPriority (got {priority!r})", TypeError)
+
+
+def _check_text(where: Where, field_name: str, text: str) -> None:
+    """Text NVRTC reads whole: a NUL would end it early, a lone surrogate cannot be encoded."""
+    if "\0" in text:
+        where.fail(f"{field_name} contains a NUL character at offset {text.index(chr(0))}; NVRTC would stop reading there")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where.fail(f"{field_name} is not valid Unicode text at offset {exc.start} ({exc.reason}: {text[exc.start]!r})")
 
 
 def check_converter_options(where: Where, dynamic: object, output_allocator: object, priority: object) -> None:
@@ -161,6 +177,8 @@ def check_source(where: Where, spec: KernelSpec) -> None:
         where.fail("kernel_source must be non-empty CUDA C++ source text", TypeError)
     if not isinstance(spec.kernel_name, str) or not spec.kernel_name.strip():
         where.fail(f"kernel_name must be a non-empty str (got {spec.kernel_name!r})", TypeError)
+    for field_name in ("kernel_source", "kernel_name"):
+        _check_text(where, field_name, getattr(spec, field_name))
     if spec.include_paths is not None and not (
         isinstance(spec.include_paths, (list, tuple)) and all(isinstance(p, str) for p in spec.include_paths)
     ):
@@ -309,8 +327,8 @@ def _check_block_dim(where: Where, field_name: str, size: object) -> None:
 
 
 def _check_shared_mem(where: Where, size: object) -> None:
-    if not is_int(size) or size < 0:
-        where.fail(f"geometry.shared_mem_bytes must be an int >= 0 (got {size!r})")
+    if not is_int(size) or not 0 <= size <= MAX_SHARED_MEM_BYTES:
+        where.fail(f"geometry.shared_mem_bytes must be an int in 0..{MAX_SHARED_MEM_BYTES} (got {size!r})")
 
 
 def _check_elementwise(where: Where, geometry: Elementwise) -> None:

@@ -9,6 +9,8 @@ from .sizes import OPERATORS, AxisSize, BinarySize, ConstSize, NumelSize, Size, 
 from .spec import Divisible, Equal, InRange, KernelSpec, Launch, SizeArg
 
 MAX_THREADS_PER_BLOCK = 1024
+MAX_SHARED_MEM_BYTES = 2**32 - 1
+"""cuLaunchKernel takes the dynamic shared memory size as an unsigned 32-bit int."""
 
 
 def is_int(value: object) -> bool:
@@ -61,8 +63,8 @@ def check_launch(where: Where, geometry: Launch, names: Sequence[str]) -> None:
     if threads > MAX_THREADS_PER_BLOCK:
         where.fail(f"geometry.block has {threads} threads; CUDA allows at most {MAX_THREADS_PER_BLOCK} (got {tuple(geometry.block)})")
     shared = check_size(where, "geometry.shared_mem_bytes", geometry.shared_mem_bytes, names)
-    if isinstance(shared, ConstSize) and shared.value < 0:
-        where.fail(f"geometry.shared_mem_bytes must be >= 0 (got {shared.value})")
+    if isinstance(shared, ConstSize) and not 0 <= shared.value <= MAX_SHARED_MEM_BYTES:
+        where.fail(f"geometry.shared_mem_bytes must be in 0..{MAX_SHARED_MEM_BYTES} (got {shared.value})")
 
 
 def check_output_shape(where: Where, field_name: str, shape: object, inputs: Sequence[str]) -> None:

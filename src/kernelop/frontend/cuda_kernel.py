@@ -24,7 +24,7 @@ from ..errors import Where
 from ..plan.ctypes import C_NAMES, CTYPE_SIZES, INT_RANGES
 from ..pytorch.launch_checks import check_geometry, launch_failure
 from ..settings import SETTINGS
-from .cuda_kernel_op import compile_request
+from .cuda_kernel_op import check_cache, compile_request
 
 POINTER_OR_INT = "ptr|x64"
 """An 8-byte integer parameter whose declaration could not be read: a pointer or a 64-bit size."""
@@ -54,6 +54,7 @@ class CudaKernel:
         spec = KernelSpec(source, name, include_paths=list(include_paths) if include_paths else None, compile_std=compile_std,
                           arch_override=arch_override, defines=defines, options=tuple(options), host_shims=host_shims)
         check_source(self.where, spec)
+        check_cache(self.where, cache)
         request = compile_request(f"kernel::{_program_stem(name)}", spec)
         cache = cache or KernelCache.from_settings()
         compiled = compile_cached(request, cache, op_name=name)

@@ -53,6 +53,7 @@ def cuda_kernel_op(
     namespace, name = check_op_name(where, op_name)
     check_overrides(where, meta_fn, eager_fn, aot_fn, schema, capability_validator)
     check_converter_options(where, supports_dynamic_shapes, requires_output_allocator, priority)
+    check_cache(where, cache)
     spec = snapshot(spec) if isinstance(spec, KernelSpec) else spec  # the user's spec may change later
     check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=eager_fn is not None, has_aot_fn=aot_fn is not None)
     plugin_path = decision.plugin_path(spec.geometry, scalar_names(spec), aot_fn)
@@ -80,6 +81,11 @@ def cuda_kernel_op(
     trt_registration.register_tensorrt(where, plugin, torch_library)
     record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None))
     log.debug("registered %s%s", op_name, schema_text)
+
+
+def check_cache(where: Where, cache: object) -> None:
+    if cache is not None and not isinstance(cache, KernelCache):
+        where.fail(f"cache must be a kernelop KernelCache or None (got {type(cache).__name__}: {cache!r})", TypeError)
 
 
 def compile_request(op_name: str, spec: KernelSpec) -> CompileRequest:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from ..dsl.validate_sizes import MAX_THREADS_PER_BLOCK
+from ..dsl.validate_sizes import MAX_SHARED_MEM_BYTES, MAX_THREADS_PER_BLOCK
 from ..errors import Where
 from ..plan.ctypes import C_NAMES, CTYPE_SIZES, FLOAT_MAX, INT_RANGES
 from ..plan.expr import compile_int
@@ -81,8 +81,8 @@ def check_geometry(where: Where, v: tuple, max_threads: Optional[int], max_share
     if threads > limit:
         why = "CUDA's limit" if max_threads is None else f"what kernel {kernel!r} can launch with (its registers permitting)"
         where.fail(f"launch block {tuple(block)} has {threads} threads, more than {limit}, {why}")
-    if shared < 0:
-        where.fail(f"dynamic shared memory of {shared} bytes is negative")
+    if not 0 <= shared <= MAX_SHARED_MEM_BYTES:
+        where.fail(f"dynamic shared memory of {shared} bytes is outside 0..{MAX_SHARED_MEM_BYTES}")
     if max_shared is not None and shared > max_shared:
         where.fail(
             f"kernel {kernel!r} asks for {shared} bytes of dynamic shared memory per block; this device allows "

@@ -82,5 +82,7 @@ def check_schema_against_plan(where: Where, parsed: Any, plan: LaunchPlan) -> No
 
 
 def check_returns_tensors(where: Where, parsed: Any) -> None:
+    if not parsed.returns:
+        where.fail(f"schema must return at least one Tensor; a kernel writes its outputs (schema: {parsed})")
     if any(str(r.type) != "Tensor" for r in parsed.returns):
         where.fail(f"schema must return only Tensors (schema: {parsed})")
