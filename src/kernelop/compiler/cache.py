@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +28,9 @@ ENTRY_MAGIC = b"KERNELOP-KOBJ 1\n"
 """First line of every entry file: file type and entry format version."""
 ENTRY_SUFFIX = ".kobj"
 _TEMP_SUFFIX = ".tmp"
+MAX_ENTRY_BYTES = 64 * 2**20
+"""Largest entry read back; a bigger file is not a kernelop entry (a CUBIN and its PTX are far smaller)."""
+_TEMP_PATTERN = re.compile(r"\.[0-9a-f]{64}\.\w+\.tmp")
 _KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 _CUDA_HEADER_DISTRIBUTIONS = ("nvidia-cuda-runtime", "nvidia-cuda-cccl")
 _NVRTC_DISTRIBUTION = "nvidia-cuda-nvrtc"
@@ -58,12 +62,8 @@ class KernelCache:
         path = self._path(key)
         if path is None:
             return None
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            _LOG.warning("kernelop cache: cannot read %s (%s); compiling instead", path, error)
+        data = _read_entry(path)
+        if data is None:
             return None
         try:
             return decode_entry(data, key)
@@ -79,16 +79,16 @@ class KernelCache:
             return
         data = encode_entry(key, kernel)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # entries are 0600 (mkstemp)
             _write_atomically(path, data)
         except OSError as error:
             _LOG.warning("kernelop cache: cannot write %s (%s); continuing without it", path, error)
 
     def entries(self) -> list[Path]:
-        """The entry files, sorted by name."""
+        """kernelop's entry files (``<64 hex digits>.kobj``), sorted by name."""
         if self.directory is None or not self.directory.is_dir():
             return []
-        return sorted(self.directory.glob(f"*{ENTRY_SUFFIX}"))
+        return sorted(p for p in self.directory.glob(f"*{ENTRY_SUFFIX}") if _KEY_PATTERN.fullmatch(p.stem))
 
     def size_bytes(self) -> int:
         """Total size of the entry files."""
@@ -101,12 +101,15 @@ class KernelCache:
         return total
 
     def clear(self) -> int:
-        """Delete every entry (and temp files left by interrupted writes); return entries removed."""
+        """Delete kernelop's entries (named by key, starting with the entry magic) and the temp
+        files its interrupted writes left; return entries removed. Nothing else in the folder
+        is touched."""
         if self.directory is None or not self.directory.is_dir():
             return 0
-        removed = sum(_unlink_quietly(path) for path in self.entries())
+        removed = sum(_unlink_quietly(path) for path in self.entries() if _starts_with_magic(path))
         for leftover in self.directory.glob(f".*{_TEMP_SUFFIX}"):
-            _unlink_quietly(leftover)
+            if _TEMP_PATTERN.fullmatch(leftover.name):
+                _unlink_quietly(leftover)
         return removed
 
     def _path(self, key: str) -> Path | None:
@@ -304,6 +307,35 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         _unlink_quietly(Path(temp_name))
         raise
+
+
+def _read_entry(path: Path) -> bytes | None:
+    """An entry's bytes if it is a regular file of at most ``MAX_ENTRY_BYTES``; anything else
+    (a symlink, a FIFO, a device, a huge file) is refused without being followed or read whole."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # ELOOP: a symlink
+        _LOG.warning("kernelop cache: ignoring %s, which is not a regular file (%s); compiling instead", path, error)
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
+            _LOG.warning("kernelop cache: ignoring %s, which is not a regular file of at most %d bytes; compiling instead",
+                         path, MAX_ENTRY_BYTES)
+            return None
+        try:
+            return handle.read(MAX_ENTRY_BYTES + 1)
+        except OSError as error:
+            _LOG.warning("kernelop cache: cannot read %s (%s); compiling instead", path, error)
+            return None
+
+
+def _starts_with_magic(path: Path) -> bool:
+    data = _read_entry(path)
+    return data is not None and data.startswith(ENTRY_MAGIC)
 
 
 def _unlink_quietly(path: Path) -> bool:

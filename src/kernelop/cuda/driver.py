@@ -5,6 +5,7 @@ function handle is only valid in the context that loaded it.
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class DriverError(RuntimeError):
 
 
 MODULE_LOAD_COUNTER = Counter()
+log = logging.getLogger("kernelop")
 
 _SUCCESS = cu.CUresult.CUDA_SUCCESS
 _lock = threading.Lock()
@@ -196,9 +198,12 @@ def launch_backend() -> LaunchBackend:
 def _choose_backend() -> LaunchBackend:
     if not SETTINGS.native_launch:
         return LaunchBackend("cuda-bindings", bindings_launch, "KERNELOP_NATIVE_LAUNCH=0")
-    if SETTINGS.cache_enabled:
+    problem = launch_shim.folder_problem(SETTINGS.cache_dir) if SETTINGS.cache_enabled else "KERNELOP_CACHE=0"
+    if problem is None:
         loaded = launch_shim.load(SETTINGS.cache_dir)
     else:  # built for this process only; a loaded shared object outlives its file
+        if SETTINGS.cache_enabled:
+            log.warning("kernelop: the native launch is built for this process only: %s", problem)
         with tempfile.TemporaryDirectory(prefix="kernelop-", ignore_cleanup_errors=True) as directory:
             loaded = launch_shim.load(Path(directory))
     if loaded.module is None:

@@ -63,6 +63,21 @@ def load(directory: Path) -> ShimLoad:
     return ShimLoad(None, "could not build it: " + "; ".join(failures))
 
 
+def folder_problem(directory: Path) -> Optional[str]:
+    """Why the shim must not be loaded from ``directory`` (every process that launches loads it,
+    so only a folder its user owns and no one else can write to will do), or None."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.stat()
+    except OSError as error:
+        return f"{directory} cannot be used ({error})"
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return f"{directory} belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"{directory} can be written by others (mode {oct(info.st_mode & 0o777)})"
+    return None
+
+
 def binary_name(source: bytes, headers: str) -> str:
     """Named by the source, the headers' folder and the extension ABI, so no stale build is reused."""
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
@@ -86,7 +101,7 @@ def compilers() -> list[list[str]]:
 
 def _build(compiler: list[str], headers: str, directory: Path, target: Path) -> None:
     """Compile into a temporary file beside ``target`` and rename it into place (atomic)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".launch_shim-", suffix=target.suffix)
     os.close(handle)
     try:
@@ -94,6 +109,7 @@ def _build(compiler: list[str], headers: str, directory: Path, target: Path) -> 
         done = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
         if done.returncode != 0:
             raise subprocess.SubprocessError(done.stderr.strip() or f"exit status {done.returncode}")
+        os.chmod(temp_name, 0o700)  # the compiler may have recreated the file with its own mode
         os.replace(temp_name, target)
         BUILD_COUNTER.increment()
     finally:
