@@ -309,9 +309,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def _read_entry(path: Path) -> bytes | None:
-    """An entry's bytes if it is a regular file of at most ``MAX_ENTRY_BYTES``; anything else
-    (a symlink, a FIFO, a device, a huge file) is refused without being followed or read whole."""
+def _read_entry(path: Path, length: int = MAX_ENTRY_BYTES + 1) -> bytes | None:
+    """An entry's first ``length`` bytes (all of it, by default) if it is a regular file of at most
+    ``MAX_ENTRY_BYTES``; anything else (a symlink, a FIFO, a device, a huge file) is refused
+    without being followed or read whole."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         descriptor = os.open(path, flags)
@@ -327,15 +328,14 @@ def _read_entry(path: Path) -> bytes | None:
                          path, MAX_ENTRY_BYTES)
             return None
         try:
-            return handle.read(MAX_ENTRY_BYTES + 1)
+            return handle.read(length)
         except OSError as error:
             _LOG.warning("kernelop cache: cannot read %s (%s); compiling instead", path, error)
             return None
 
 
 def _starts_with_magic(path: Path) -> bool:
-    data = _read_entry(path)
-    return data is not None and data.startswith(ENTRY_MAGIC)
+    return _read_entry(path, len(ENTRY_MAGIC)) == ENTRY_MAGIC
 
 
 def _unlink_quietly(path: Path) -> bool:

@@ -21,6 +21,7 @@ from ..cuda.packing import PACK_ERRORS, layout_of
 from ..dsl.spec import KernelSpec
 from ..dsl.validate import check_source
 from ..errors import Where
+from ..plan.binding import kernel_ctype
 from ..plan.ctypes import C_NAMES, CTYPE_SIZES, INT_RANGES
 from ..pytorch.launch_checks import check_geometry, launch_failure
 from ..settings import SETTINGS
@@ -59,8 +60,7 @@ class CudaKernel:
         cache = cache or KernelCache.from_settings()
         compiled = compile_cached(request, cache, op_name=name)
         self.name = name
-        self.params, self.element_sizes = kernel_params(self.where, read_signature(source, name, compiled.ptx, compiled.lowered_name))
-        self.layout = layout_of(["ptr" if c == POINTER_OR_INT else c for c in self.params])
+        self._read_params(read_signature(source, name, compiled.ptx, compiled.lowered_name))
         self._binaries = KernelBinaries(name, request, cache, None, arch_override, compiled, shared_opt_in=True)
 
     @classmethod
@@ -71,10 +71,13 @@ class CudaKernel:
         data = ptx.encode() if isinstance(ptx, str) else bytes(ptx)
         compiled = CompiledKernel(data + b"\0", data, name, DEFAULT_ARCH, (), "", (0, 0))
         kernel.name = name
-        kernel.params, kernel.element_sizes = kernel_params(kernel.where, read_signature("", name, data, name))
-        kernel.layout = layout_of(["ptr" if c == POINTER_OR_INT else c for c in kernel.params])
+        kernel._read_params(read_signature("", name, data, name))
         kernel._binaries = _PtxBinaries(compiled)
         return kernel
+
+    def _read_params(self, signature: KernelSignature) -> None:
+        self.params, self.element_sizes = kernel_params(self.where, signature)
+        self.layout = layout_of(["ptr" if c == POINTER_OR_INT else c for c in self.params])
 
     def launch(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], *, shared_mem: int = 0, stream: Any = None) -> None:
         """Launch on ``stream`` (default: PyTorch's current stream of the tensors' device).
@@ -176,14 +179,15 @@ def kernel_params(where: Where, signature: KernelSignature) -> tuple[tuple[str, 
         if compiled.kind == "bytes":
             where.fail(f"parameter {i} is a {compiled.size}-byte aggregate passed by value, which CudaKernel cannot pass")
         sizes.append(declared.pointee_size if declared is not None else None)
+        ctype = kernel_ctype(declared, compiled)
         if declared is not None and declared.is_pointer:
             types.append("ptr")
-        elif declared is not None and declared.ctype is not None and CTYPE_SIZES[declared.ctype] == compiled.size:
-            types.append(declared.ctype)
-        elif compiled.kind == "float":
-            types.append({4: "f32", 8: "f64"}[compiled.size])
+        elif ctype == "x64":  # an 8-byte integer of unreadable type: a pointer, or a size
+            types.append(POINTER_OR_INT)
+        elif ctype is not None:
+            types.append(ctype)
         else:
-            types.append({1: "bool", 4: "x32", 8: POINTER_OR_INT}.get(compiled.size) or where.fail(f"parameter {i} has {compiled.size} bytes, which CudaKernel cannot pass"))
+            where.fail(f"parameter {i} has {compiled.size} bytes, which CudaKernel cannot pass")
     return tuple(types), tuple(sizes)
 
 

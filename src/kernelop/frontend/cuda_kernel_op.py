@@ -69,9 +69,10 @@ def cuda_kernel_op(
     request = compile_request(op_name, spec)
     cache = cache or KernelCache.from_settings()
     compiled = compile_cached(request, cache, op_name=op_name)  # now: compile errors surface here, GPU or not
-    if _launches_from_plan(plan):
+    launched_from_plan = _launches_from_plan(plan)
+    if launched_from_plan:
         plan = bind_kernel(where, plan, request.kernel_name, read_signature(request.source, request.kernel_name, compiled.ptx, compiled.lowered_name))
-    binaries = KernelBinaries(op_name, request, cache, plan if _launches_from_plan(plan) else None, spec.arch_override, compiled)
+    binaries = KernelBinaries(op_name, request, cache, plan if launched_from_plan else None, spec.arch_override, compiled)
     impls = _cuda_impls(plan, binaries, meta_fn, eager_fn)
     fake_impl = _fake_impl(plan, meta_fn)
     plugin = trt_registration.prepare_tensorrt(where, PluginRequest(

@@ -18,7 +18,7 @@ from .ctypes import CTYPE_SIZES
 from .describe import describe_slot, slot_name
 from .launch_plan import ArgSlot, LaunchPlan
 
-_INTEGER_FOR = {4: "x32", 8: "x64"}
+_INTEGER_FOR = {1: "bool", 4: "x32", 8: "x64"}
 _FLOAT_FOR = {4: "f32", 8: "f64"}
 
 
@@ -93,15 +93,19 @@ def _typed(slot: ArgSlot, declared: Optional[SourceParam], compiled: Optional[Pt
         return dataclasses.replace(slot, pointee_size=declared.pointee_size if declared is not None else None)
     if slot.ctype == "bool":
         return slot
-    size = compiled.size if compiled is not None else None
+    return dataclasses.replace(slot, ctype=kernel_ctype(declared, compiled) or slot.ctype)
+
+
+def kernel_ctype(declared: Optional[SourceParam], compiled: Optional[PtxParam]) -> Optional[str]:
+    """The C type the kernel gives a by-value parameter: its declared type where the source can
+    be read and agrees with the PTX's size, else the PTX's kind and size (an integer of unknown
+    sign as ``x32``/``x64``); None where neither says."""
     ctype = declared.ctype if declared is not None else None
-    if ctype is not None and (size is None or CTYPE_SIZES[ctype] == size):
-        return dataclasses.replace(slot, ctype=ctype)
-    if size is None:
-        return slot
-    if slot.ctype.startswith("f"):
-        return dataclasses.replace(slot, ctype=_FLOAT_FOR.get(size, slot.ctype))
-    return dataclasses.replace(slot, ctype=_INTEGER_FOR.get(size, slot.ctype))
+    if ctype is not None and (compiled is None or CTYPE_SIZES[ctype] == compiled.size):
+        return ctype
+    if compiled is None:
+        return None
+    return (_FLOAT_FOR if compiled.kind == "float" else _INTEGER_FOR).get(compiled.size)
 
 
 def _refuse(where: Where, plan: LaunchPlan, kernel_name: str, signature: KernelSignature, problem: str) -> None:
