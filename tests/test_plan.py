@@ -262,7 +262,7 @@ def test_nd_block_on_too_low_rank_output_raises_at_launch_dims(block, rank):
     spec = spec_of([ttk.InputDecl("x")], [ttk.OutputDecl("y", ttk.SameAs(0))], ttk.Elementwise(block=block, layout="nd"))
     plan = make_plan(spec, op)
     assert len(plan.output_shapes((rank,))[0]) == rank  # output shapes alone are fine
-    with pytest.raises(ValueError, match=re.escape(op) + rf".*layout='nd'.*output 0 has rank {rank}"):
+    with pytest.raises(ValueError, match=re.escape(op) + rf".*layout='nd'.*output 0, which has rank {rank}"):
         plan.launch_dims((rank,), (rank,))
 
 

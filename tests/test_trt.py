@@ -19,6 +19,7 @@ import ast
 import enum
 import inspect
 import logging
+import re
 import typing
 import warnings
 from pathlib import Path
@@ -678,7 +679,7 @@ class FakeBinaries:
     def __init__(self, ptx: bytes = PTX, name: str = "k_lowered", arch_override: Optional[str] = None):
         self.ptx, self.name, self.requested, self.arch_override = ptx, name, [], arch_override
 
-    def for_arch(self, arch: str) -> Any:
+    def for_arch(self, arch: str, key: Optional[tuple] = None) -> Any:
         self.requested.append(arch)
         return SimpleNamespace(ptx=self.ptx, lowered_name=self.name)
 
@@ -1083,7 +1084,7 @@ def test_jit_impl_signature_and_what_it_launches(monkeypatch):
     ((args, kwargs),) = calls
     assert args == (3,)
     assert kwargs == dict(inputs=[(0x1000, (4, 5)), (0x2000, (4, 5))], scalars=[1.5, 7, True],
-                          outputs=[(0x3000, (4, 5))], stream=0xABC)
+                          outputs=[(0x3000, (4, 5))], stream=0xABC, dtypes=(torch.float32, torch.float32))
     assert [type(v) for v in kwargs["scalars"]] == [float, int, bool]
 
 
@@ -1165,7 +1166,7 @@ def test_declared_input_dtype_is_checked_by_the_descriptor():
     spec = spec_of([ttk.InputDecl("x", dtype=torch.float32)], [ttk.OutputDecl("y", shape=ttk.SameAs("x"))], ttk.Elementwise())
     _, trtp, _ = deploy(request_for(spec))
     assert trtp.build(OP, [(3,)], [DataType.FLOAT], {}).out_dtypes == [DataType.FLOAT]
-    with pytest.raises(TypeError, match=r"kernelop.cuda_kernel_op\(kotrt::op\): input 'x' must have dtype torch.float32"):
+    with pytest.raises(TypeError, match=r"kernelop.cuda_kernel_op\(kotrt::op\): argument 'x' must have dtype torch.float32 \(got torch.float16\) \(as TensorRT gives it\)"):
         trtp.build(OP, [(3,)], [DataType.HALF], {})
 
 
@@ -1514,14 +1515,31 @@ def test_a_refused_plugin_leaves_no_torch_op_behind(monkeypatch, op_name, regist
         register(name, relu_spec())
     assert_left_nothing(name)
 
+
+
+def test_an_op_no_plugin_can_express_registers_for_pytorch_alone_and_says_why(monkeypatch, op_name, register, relu_spec, caplog, assert_left_nothing):
+    backend, trtp, _ = standin_backend()
     monkeypatch.setattr(trt_registration, "load_backend", lambda: backend)
+    source = 'extern "C" __global__ void k(float* x, int n) {}'
+    spec = relu_spec(kernel_source=source, kernel_name="k", inputs=[ttk.InputDecl("x", mutates=True)], outputs=[],
+                     extras=[ttk.Numel("x")])
+    name = op_name("inplace")
+    with pytest.raises(ValueError, match=rf"kernelop.cuda_kernel_op\({name}\): require_aot=True but it cannot be a TensorRT plugin: argument 'x' is mutated"):
+        register(name, spec, require_aot=True)
+    assert_left_nothing(name)
+    with caplog.at_level(logging.WARNING, logger="kernelop"):
+        register(name, spec)
+    assert name not in trtp.registry and name in ttk.registered_ops()
+    assert re.search(rf"kernelop.cuda_kernel_op\({name}\): no TensorRT plugin for this op, the PyTorch op is registered alone: "
+                     r"argument 'x' is mutated or aliased.*; it returns nothing", caplog.text)
+
     source = 'extern "C" __global__ void k(const float* x, float a, const float* w, int n, float* y) {}'
     spec = relu_spec(kernel_source=source, kernel_name="k", inputs=[ttk.InputDecl("x"), ttk.ScalarInput("a", float), ttk.InputDecl("w")])
     name = op_name("unplugged")
-    with pytest.raises(ValueError, match=rf"kernelop.cuda_kernel_op\({name}\): cannot be registered as a TensorRT plugin: tensor argument 'w'"):
+    with caplog.at_level(logging.WARNING, logger="kernelop"):
         register(name, spec)
-    assert_left_nothing(name)
-    assert name not in trtp.registry
+    assert name not in trtp.registry and name in ttk.registered_ops()
+    assert f"{name}): no TensorRT plugin for this op" in caplog.text and "tensor argument 'w' follows scalar argument 'a'" in caplog.text
 
 
 # =============================================================================================

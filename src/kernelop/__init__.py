@@ -23,6 +23,7 @@ from .dsl.spec import (
     SameAs,
     ScalarInput,
     SizeArg,
+    TypeParam,
 )
 from .frontend.cuda_kernel import CudaKernel
 from .frontend.cuda_kernel_op import cuda_kernel_op
@@ -51,6 +52,7 @@ __all__ = [
     "ScalarInput",
     "SizeArg",
     "TensorRTStatus",
+    "TypeParam",
     "cdiv",
     "cuda_kernel_op",
     "dim",

@@ -22,7 +22,7 @@ from .nvrtc import CompiledKernel, CompileRequest
 
 _LOG = logging.getLogger(__name__)
 
-KEY_FORMAT = "1"
+KEY_FORMAT = "2"
 """Bump when the key's inputs change meaning, so older entries are never matched."""
 ENTRY_MAGIC = b"KERNELOP-KOBJ 1\n"
 """First line of every entry file: file type and entry format version."""
@@ -131,8 +131,10 @@ def compile_cached(
         return nvrtc.compile_kernel(request, op_name)
     key = cache.key(request)
     cached = cache.get(key)
-    if cached is not None:
-        return cached
+    if cached is not None:  # stored by any kernel of the same source: seen as this one's
+        mine = cached.for_kernel(request.kernel_name)
+        if mine is not None:
+            return mine
     kernel = nvrtc.compile_kernel(request, op_name)
     cache.put(key, kernel)
     return kernel
@@ -152,7 +154,7 @@ def request_key(request: CompileRequest) -> str:
         ("std", request.std),
         ("options", "\0".join(nvrtc.build_options(request))),
         ("program-name", request.program_name),
-        ("kernel-name", request.kernel_name),
+        ("kernel-names", "\0".join(sorted(request.name_expressions))),
         ("source", request.source),
         ("includes", include_digest(request)),
         ("prelude", _read_or_empty(nvrtc.PRELUDE).decode() if request.host_shims else ""),
@@ -241,6 +243,7 @@ def encode_entry(key: str, kernel: CompiledKernel) -> bytes:
         "key": key,
         "arch": kernel.arch,
         "lowered_name": kernel.lowered_name,
+        "lowered_names": [list(pair) for pair in kernel.lowered_names],
         "options": list(kernel.options),
         "log": kernel.log,
         "nvrtc_version": list(kernel.nvrtc_version),
@@ -279,6 +282,7 @@ def decode_entry(data: bytes, key: str) -> CompiledKernel:
         options=tuple(_text(option) for option in header["options"]),
         log=_text(header["log"]),
         nvrtc_version=(int(major), int(minor)),
+        lowered_names=tuple((_text(name), _text(symbol)) for name, symbol in header["lowered_names"]),
     )
 
 

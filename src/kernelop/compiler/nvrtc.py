@@ -5,6 +5,7 @@ NVRTC runs without a GPU and without a CUDA toolkit: the headers kernels commonl
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -44,6 +45,12 @@ class CompileRequest:
     extra_options: tuple[str, ...] = ()
     defines: tuple[tuple[str, Optional[str]], ...] = ()  # (NAME, value or None), as -DNAME[=value]
     host_shims: bool = True  # kernelop's host-header stand-ins and prelude
+    companions: tuple[str, ...] = ()  # the source's other kernels, lowered in the same run
+
+    @property
+    def name_expressions(self) -> tuple[str, ...]:
+        """Every kernel name this run lowers: ops made from one source share one compile."""
+        return (self.kernel_name, *sorted(set(self.companions) - {self.kernel_name}))
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or _ARCH_PATTERN.fullmatch(self.arch) is None:
@@ -55,6 +62,7 @@ class CompileRequest:
         # Lists are accepted for convenience but stored as tuples so the request stays hashable.
         object.__setattr__(self, "include_paths", tuple(str(p) for p in self.include_paths))
         object.__setattr__(self, "extra_options", tuple(str(o) for o in self.extra_options))
+        object.__setattr__(self, "companions", tuple(str(c) for c in self.companions))
         object.__setattr__(self, "defines", tuple((str(n), None if v is None else str(v)) for n, v in self.defines))
 
 
@@ -69,6 +77,15 @@ class CompiledKernel:
     options: tuple[str, ...]
     log: str
     nvrtc_version: tuple[int, int]
+    lowered_names: tuple[tuple[str, str], ...] = ()  # (name expression, symbol) of every kernel lowered
+
+    def for_kernel(self, name: str) -> Optional["CompiledKernel"]:
+        """The same binary seen as kernel ``name``'s (another kernel of the source), or None if
+        this run did not lower ``name``. A binary without the list is one kernel's: itself."""
+        if not self.lowered_names:
+            return self
+        lowered = dict(self.lowered_names).get(name)
+        return None if lowered is None else dataclasses.replace(self, lowered_name=lowered)
 
     def resource_report(self) -> str:
         """The ptxas lines for this kernel (registers, spills, shared memory).
@@ -174,7 +191,20 @@ def build_options(request: CompileRequest) -> tuple[str, ...]:
 
 
 def compile_kernel(request: CompileRequest, op_name: str | None = None) -> CompiledKernel:
-    """Compile ``request`` with NVRTC, returning CUBIN and PTX from the same run."""
+    """Compile ``request`` with NVRTC, returning CUBIN and PTX from the same run.
+
+    A companion name that NVRTC cannot lower (a kernel inside a namespace, an overload) only
+    costs the companions: the kernel is compiled again alone.
+    """
+    try:
+        return _compile_once(request, op_name)
+    except CompileError as error:
+        if not request.companions or not _only_name_errors(error.log):
+            raise
+    return _compile_once(dataclasses.replace(request, companions=()), op_name)
+
+
+def _compile_once(request: CompileRequest, op_name: str | None) -> CompiledKernel:
     options = build_options(request)
     label = op_name or request.kernel_name
     COMPILE_COUNTER.increment()
@@ -192,24 +222,29 @@ def _compile_program(
     program: object, request: CompileRequest, options: tuple[str, ...], op_name: str | None
 ) -> CompiledKernel:
     label = op_name or request.kernel_name
-    name = request.kernel_name.encode()
-    (result,) = _nvrtc.nvrtcAddNameExpression(program, name)
-    _check(result, "nvrtcAddNameExpression", label)
+    names = request.name_expressions
+    for name in names:
+        (result,) = _nvrtc.nvrtcAddNameExpression(program, name.encode())
+        _check(result, "nvrtcAddNameExpression", label)
     encoded = [option.encode() for option in options]
     (compiled,) = _nvrtc.nvrtcCompileProgram(program, len(encoded), encoded)
     log = _program_log(program, label)
     if compiled != _nvrtc.nvrtcResult.NVRTC_SUCCESS:
         raise _compile_error(compiled, request, options, log, op_name)
-    result, lowered = _nvrtc.nvrtcGetLoweredName(program, name)
-    _check(result, "nvrtcGetLoweredName", label)
+    lowered = []
+    for name in names:
+        result, symbol = _nvrtc.nvrtcGetLoweredName(program, name.encode())
+        _check(result, "nvrtcGetLoweredName", label)
+        lowered.append((name, symbol.decode()))
     return CompiledKernel(
         cubin=_read_output(program, "CUBIN", label),
         ptx=_read_output(program, "PTX", label).rstrip(b"\x00"),
-        lowered_name=lowered.decode(),
+        lowered_name=lowered[0][1],
         arch=request.arch,
         options=options,
         log=log,
         nvrtc_version=nvrtc_version(),
+        lowered_names=tuple(lowered),
     )
 
 

@@ -92,6 +92,18 @@ def source_params(source: str, kernel_name: str) -> Optional[tuple[SourceParam, 
     return tuple(_source_param(p) for p in params)
 
 
+def plain_kernel_names(source: str) -> tuple[str, ...]:
+    """The names of the source's ``__global__`` functions that are not templates, as read
+    without preprocessing (a name NVRTC then cannot lower is dropped by the compiler)."""
+    text = re.sub(r"\b__\w+__\s*\([^()]*\)", " ", _strip_comments(source))  # __launch_bounds__(256) & co.
+    names = []
+    for match in re.finditer(r"__global__[^;{}()]*?\b([A-Za-z_]\w*)\s*\(", text):
+        before = text[max(text.rfind(";", 0, match.start()), text.rfind("}", 0, match.start())) + 1 : match.start()]
+        if "template" not in before and match.group(1) not in names:
+            names.append(match.group(1))
+    return tuple(names)
+
+
 _PTX_TYPES = {"u": "int", "s": "int", "b": "int", "f": "float"}
 
 

@@ -1,4 +1,5 @@
-"""One registered kernel's binaries: compiled per architecture, loaded per device, checked once."""
+"""One registered kernel's binaries: compiled per architecture (and per template instantiation),
+loaded per device, checked once."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,8 @@ class KernelBinaries:
     is done already); ``arch_override`` is the spec's, kept for the TensorRT engine's PTX. With a
     ``plan``, a loaded kernel's parameter list is checked against the plan's layout.
     ``shared_opt_in`` (default: whether the plan asks for dynamic shared memory) lets the kernel
-    use all the dynamic shared memory the device has.
+    use all the dynamic shared memory the device has. A templated plan's instantiations are
+    keyed by their dtypes (``TemplatePlan.key_of``); ``request`` is the default one's.
     """
 
     def __init__(
@@ -41,36 +43,48 @@ class KernelBinaries:
         self.plan = plan
         self.arch_override = arch_override
         self.shared_opt_in = plan is not None and plan.uses_dynamic_shared if shared_opt_in is None else shared_opt_in
-        self._binaries: dict[str, CompiledKernel] = {request.arch: compiled} if compiled is not None else {}
-        self._functions: dict[int, LoadedFunction] = {}
+        self.template = plan.template if plan is not None else None
+        self.default_key: tuple = self.template.default_key if self.template is not None else ()
+        self._binaries: dict[tuple, CompiledKernel] = {(request.arch, self.default_key): compiled} if compiled is not None else {}
+        self._functions: dict[tuple, LoadedFunction] = {}
         self._refusal: Optional[ValueError] = None  # a signature mismatch holds on every device
         self._lock = threading.Lock()
 
-    def for_arch(self, arch: str) -> CompiledKernel:
-        binary = self._binaries.get(arch)
+    def request_for(self, arch: str, key: Optional[tuple] = None) -> CompileRequest:
+        """The compile request for an architecture and an instantiation (default: the registered one)."""
+        key = self.default_key if key is None else key
+        name = self.template.name_for(key) if self.template is not None else self.request.kernel_name
+        if arch == self.request.arch and name == self.request.kernel_name:
+            return self.request
+        return dataclasses.replace(self.request, arch=arch, kernel_name=name)
+
+    def for_arch(self, arch: str, key: Optional[tuple] = None) -> CompiledKernel:
+        key = self.default_key if key is None else key
+        binary = self._binaries.get((arch, key))
         if binary is None:
-            request = self.request if arch == self.request.arch else dataclasses.replace(self.request, arch=arch)
-            binary = compile_cached(request, self.cache, op_name=self.op_name)
-            self._binaries[arch] = binary
+            binary = compile_cached(self.request_for(arch, key), self.cache, op_name=self.op_name)
+            self._binaries[(arch, key)] = binary
         return binary
 
-    def function(self, device_index: int) -> LoadedFunction:
-        fn = self._functions.get(device_index)
+    def function(self, device_index: int, key: Optional[tuple] = None) -> LoadedFunction:
+        key = self.default_key if key is None else key
+        fn = self._functions.get((device_index, key))
         if fn is None:
             with self._lock:
                 if self._refusal is not None:
                     raise self._refusal
-                fn = self._functions.get(device_index)
+                fn = self._functions.get((device_index, key))
                 if fn is None:
-                    binary = self.for_arch(device_arch(device_index))
+                    arch = device_arch(device_index)
+                    binary = self.for_arch(arch, key)
                     fn = load_function(device_index, binary.cubin, binary.lowered_name, self.shared_opt_in)
                     if self.plan is not None:
                         try:
-                            check_param_layout(Where("call", self.op_name), self.request.kernel_name, fn, self.plan)
+                            check_param_layout(Where("call", self.op_name), self.request_for(arch, key).kernel_name, fn, self.plan)
                         except ValueError as exc:
                             self._refusal = exc
                             raise
-                    self._functions[device_index] = fn
+                    self._functions[(device_index, key)] = fn
         return fn
 
 

@@ -16,12 +16,35 @@ import torch
 from .sizes import Size, SizeLike
 
 
+DEFAULT_TYPE_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+@dataclass(frozen=True)
+class TypeParam:
+    """A template type parameter of the kernel, chosen per call from input dtypes (additive).
+
+    Inputs declared ``InputDecl(name, dtype=T)`` share it: they must have one dtype, one of
+    ``dtypes``, and the kernel is instantiated for that dtype's C++ type (``float``, ``__half``,
+    ``__nv_bfloat16``, ``double``, ``int``, ...) on first use.
+    """
+
+    name: str = "T"
+    dtypes: Tuple[torch.dtype, ...] = DEFAULT_TYPE_PARAM_DTYPES
+
+
 @dataclass(frozen=True)
 class InputDecl:
-    """Tensor kernel input; the kernel receives a ``T*`` at its position."""
+    """Tensor kernel input; the kernel receives a ``T*`` at its position.
+
+    ``dtype`` may be a ``TypeParam`` (additive). ``mutates`` (additive): the kernel writes the
+    tensor in place, so the op is registered as mutating it (``Tensor(a!)``). ``optional``
+    (additive): the argument may be ``None``, passed to the kernel as a null pointer.
+    """
 
     name: str
-    dtype: Optional[torch.dtype] = None
+    dtype: Union[torch.dtype, TypeParam, None] = None
+    mutates: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,9 +77,13 @@ ShapeRel = Union[SameAs, ReduceDims]
 
 @dataclass(frozen=True)
 class OutputDecl:
+    """An output the kernel writes. ``init`` (additive) sets it before the launch, for kernels
+    that accumulate: a number fills it (``init=0``: zeros), an input's name copies that input."""
+
     name: str
     shape: ShapeRel
     dtype_from: Optional[str] = None
+    init: Union[int, float, str, None] = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +226,9 @@ class KernelSpec:
     ``defines`` (``-DNAME=value``; None for a bare ``-DNAME``) and ``options`` (more NVRTC
     options) are additive; so is ``host_shims``: kernelop's stand-ins for ``<stdio.h>``,
     ``<math.h>``, ``<cstdint>`` & co. and the macros ``INFINITY``, ``NAN``, ``M_PI``, ``uint``,
-    which NVRTC lacks.
+    which NVRTC lacks. ``template_args`` (additive) instantiate a kernel template named
+    ``kernel_name``: ``TypeParam``s (chosen per call from the inputs' dtypes), ints, bools, or C++
+    text; each instantiation is compiled on first use.
     """
 
     kernel_source: str
@@ -216,6 +245,7 @@ class KernelSpec:
     defines: Optional[Mapping[str, Union[str, int, None]]] = None
     options: Sequence[str] = ()
     host_shims: bool = True
+    template_args: Optional[Sequence[Union[TypeParam, int, bool, str]]] = None
 
 
 def snapshot(spec: KernelSpec) -> KernelSpec:

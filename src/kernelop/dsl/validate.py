@@ -23,6 +23,7 @@ from .spec import (
     SameAs,
     ScalarInput,
     SizeArg,
+    TypeParam,
 )
 from .validate_sizes import (
     MAX_SHARED_MEM_BYTES,
@@ -121,13 +122,18 @@ def tensor_names(spec: KernelSpec) -> list[str]:
     return [d.name for d in spec.inputs or () if isinstance(d, InputDecl)]
 
 
+def required_tensor_names(spec: KernelSpec) -> list[str]:
+    """Tensor inputs that are never None: the only ones sizes and shapes may refer to."""
+    return [d.name for d in spec.inputs or () if isinstance(d, InputDecl) and not d.optional]
+
+
 def scalar_names(spec: KernelSpec) -> list[str]:
     return [d.name for d in spec.inputs or () if isinstance(d, ScalarInput)]
 
 
 def sized_names(spec: KernelSpec) -> list[str]:
-    """What launch sizes may refer to: tensor inputs and declared outputs."""
-    return tensor_names(spec) + [o.name for o in spec.outputs or () if isinstance(o, OutputDecl)]
+    """What launch sizes may refer to: required tensor inputs and declared outputs."""
+    return required_tensor_names(spec) + [o.name for o in spec.outputs or () if isinstance(o, OutputDecl)]
 
 
 def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object) -> int:
@@ -141,6 +147,8 @@ def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object)
             )
         return ref
     if isinstance(ref, str):
+        if ref in names and ref not in required_tensor_names(spec):
+            where.fail(f"{field_name} names optional input {ref!r}, which may be None; refer to a required tensor input")
         if ref in names:
             return names.index(ref)
         if ref in scalar_names(spec):
@@ -166,7 +174,8 @@ def check_spec(
     _check_outputs(where, spec, seen, has_meta_fn)
     _check_extras(where, spec, seen)
     _check_geometry(where, spec, has_eager_fn and has_aot_fn)
-    check_requirements(where, spec.requires, tensor_names(spec))
+    check_requirements(where, spec.requires, required_tensor_names(spec))
+    _check_template_args(where, spec)
     check_param_order(where, spec)
     return spec
 
@@ -227,8 +236,8 @@ def _check_inputs(where: Where, spec: KernelSpec, seen: dict[str, str], needs_in
         if not isinstance(decl, (InputDecl, ScalarInput)):
             where.fail(f"{field_name} must be an InputDecl or ScalarInput (got {decl!r})", TypeError)
         _check_name(where, f"{field_name}.name", decl.name, seen)
-        if isinstance(decl, InputDecl) and decl.dtype is not None and not isinstance(decl.dtype, torch.dtype):
-            where.fail(f"{field_name}.dtype must be a torch.dtype or None (got {decl.dtype!r})", TypeError)
+        if isinstance(decl, InputDecl):
+            _check_input_decl(where, field_name, decl)
         if isinstance(decl, ScalarInput) and decl.py_type not in SCALAR_TYPES:
             where.fail(f"{field_name}.py_type must be float, int or bool (got {decl.py_type!r})")
     if not tensor_names(spec):
@@ -236,6 +245,57 @@ def _check_inputs(where: Where, spec: KernelSpec, seen: dict[str, str], needs_in
             "inputs has no tensor input (InputDecl); shapes, devices and extras are derived from "
             f"tensor inputs (got only scalars {[d.name for d in spec.inputs]})"
         )
+    if not required_tensor_names(spec):
+        where.fail("every tensor input is optional; the device and shapes come from a tensor input that is never None")
+
+
+def _check_input_decl(where: Where, field_name: str, decl: InputDecl) -> None:
+    dtype = decl.dtype
+    if isinstance(dtype, TypeParam):
+        if not is_identifier(dtype.name):
+            where.fail(f"{field_name}.dtype TypeParam name must be an identifier such as 'T' (got {dtype.name!r})")
+        if not (isinstance(dtype.dtypes, tuple) and dtype.dtypes and all(isinstance(d, torch.dtype) for d in dtype.dtypes)):
+            where.fail(f"{field_name}.dtype TypeParam {dtype.name!r}: dtypes must be a non-empty tuple of torch.dtype (got {dtype.dtypes!r})", TypeError)
+    elif dtype is not None and not isinstance(dtype, torch.dtype):
+        where.fail(f"{field_name}.dtype must be a torch.dtype, a TypeParam or None (got {dtype!r})", TypeError)
+    check_flag(where, f"{field_name}.mutates", decl.mutates)
+    check_flag(where, f"{field_name}.optional", decl.optional)
+    if decl.mutates and decl.optional:
+        where.fail(f"{field_name} {decl.name!r} is both mutates=True and optional=True; a written argument must be a tensor")
+
+
+def _check_template_args(where: Where, spec: KernelSpec) -> None:
+    """Template arguments, and the ``TypeParam``s of the inputs agreeing with them."""
+    typed = {d.dtype for d in spec.inputs or () if isinstance(d, InputDecl) and isinstance(d.dtype, TypeParam)}
+    args = spec.template_args
+    if args is None:
+        if typed:
+            where.fail(f"inputs are typed by TypeParam {sorted(t.name for t in typed)} but template_args is missing; "
+                       "pass template_args=(T, ...) in the kernel template's order")
+        return
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence) or not args:
+        where.fail(f"template_args must be a non-empty list of TypeParam, int, bool or str (got {args!r})", TypeError)
+    if "<" in spec.kernel_name:
+        where.fail(f"kernel_name must be the template's name alone when template_args is given (got {spec.kernel_name!r})")
+    names: dict[str, TypeParam] = {}
+    for i, arg in enumerate(args):
+        if isinstance(arg, TypeParam):
+            if names.setdefault(arg.name, arg) != arg:
+                where.fail(f"template_args[{i}] TypeParam {arg.name!r} differs from another TypeParam of that name")
+            if arg not in typed:
+                where.fail(f"template_args[{i}] TypeParam {arg.name!r} types no required tensor input; "
+                           f"declare InputDecl(name, dtype={arg.name}) for the inputs of that type")
+        elif isinstance(arg, str):
+            if not arg.strip() or any(c in arg for c in "\0\n;{}"):
+                where.fail(f"template_args[{i}] must be C++ text for one template argument (got {arg!r})")
+        elif not is_int(arg) and not isinstance(arg, bool):
+            where.fail(f"template_args[{i}] must be a TypeParam, an int, a bool or C++ text (got {arg!r})", TypeError)
+    for t in typed - set(args):
+        where.fail(f"inputs are typed by TypeParam {t.name!r}, which template_args does not list")
+    required = set(required_tensor_names(spec))
+    for t in typed:
+        if not any(d.dtype == t and d.name in required for d in spec.inputs or () if isinstance(d, InputDecl)):
+            where.fail(f"TypeParam {t.name!r} types only optional inputs; a call could not choose its dtype")
 
 
 def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_meta_fn: bool) -> None:
@@ -245,8 +305,8 @@ def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_met
         return
     if isinstance(spec.outputs, (str, bytes)) or not isinstance(spec.outputs, Sequence):
         where.fail(f"outputs must be a list of OutputDecl (got {type(spec.outputs).__name__})", TypeError)
-    if not spec.outputs:
-        where.fail("outputs is empty; a kernel needs at least one output")
+    if not spec.outputs and not any(isinstance(d, InputDecl) and d.mutates for d in spec.inputs or ()):
+        where.fail("outputs is empty and no input has mutates=True; a kernel needs an output or an argument it writes")
     if spec.inputs is None:
         where.fail("outputs are declared but inputs are not; output shapes derive from tensor inputs")
     names = tensor_names(spec)
@@ -264,6 +324,23 @@ def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_met
             check_flag(where, f"{field_name}.shape.keepdim", out.shape.keepdim)
         if out.dtype_from is not None and out.dtype_from not in names:
             where.fail(f"{field_name}.dtype_from names unknown tensor input {out.dtype_from!r} (tensor inputs are {names})")
+        _check_init(where, spec, field_name, out)
+
+
+def _check_init(where: Where, spec: KernelSpec, field_name: str, out: OutputDecl) -> None:
+    """``init``: a number to fill with, or the name of an input the output starts as a copy of
+    (then the output has that input's shape and dtype)."""
+    init = out.init
+    if init is None or (isinstance(init, (int, float)) and not isinstance(init, bool)):
+        return
+    if not isinstance(init, str):
+        where.fail(f"{field_name}.init must be a number to fill with or an input's name to copy (got {init!r})", TypeError)
+    resolve_tensor(where, spec, f"{field_name}.init", init)
+    same_shape = isinstance(out.shape, SameAs) and out.shape.input_idx in (init, tensor_names(spec).index(init))
+    same_dtype = (out.dtype_from or tensor_names(spec)[0]) == init
+    if not (same_shape and same_dtype):
+        where.fail(f"{field_name}.init copies input {init!r}, so the output must have its shape and dtype: "
+                   f"declare shape=SameAs({init!r}) and dtype_from={init!r}")
 
 
 def check_dims(where: Where, field_name: str, dims: object) -> tuple[int, ...]:

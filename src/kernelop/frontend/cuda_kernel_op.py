@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 from ..compiler.cache import KernelCache, compile_cached
 from ..compiler.nvrtc import CompileRequest
-from ..compiler.signature import read_signature
+from ..compiler.signature import plain_kernel_names, read_signature
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
 from ..dsl.spec import ConverterPriority, Custom, KernelSpec, snapshot
@@ -66,7 +66,7 @@ def cuda_kernel_op(
     parsed = schemas.parse_schema(where, op_name, schema_text)
     plan = build_plan(op_name, spec, len(parsed.returns))
     schemas.check_schema_against_plan(where, parsed, plan)
-    request = compile_request(op_name, spec)
+    request = compile_request(op_name, spec, plan)
     cache = cache or KernelCache.from_settings()
     compiled = compile_cached(request, cache, op_name=op_name)  # now: compile errors surface here, GPU or not
     launched_from_plan = _launches_from_plan(plan)
@@ -89,11 +89,13 @@ def check_cache(where: Where, cache: object) -> None:
         where.fail(f"cache must be a kernelop KernelCache or None (got {type(cache).__name__}: {cache!r})", TypeError)
 
 
-def compile_request(op_name: str, spec: KernelSpec) -> CompileRequest:
-    """The source and its compile options, for the current GPU, else ``arch_override``, else the default."""
+def compile_request(op_name: str, spec: KernelSpec, plan: Optional[LaunchPlan] = None) -> CompileRequest:
+    """The source and its compile options, for the current GPU, else ``arch_override``, else the
+    default; a template's first instantiation (its first dtype per ``TypeParam``)."""
+    template = plan.template if plan is not None else None
     return CompileRequest(
         source=spec.kernel_source,
-        kernel_name=spec.kernel_name,
+        kernel_name=template.name_for(template.default_key) if template is not None else spec.kernel_name,
         arch=target_arch(spec.arch_override),
         std=spec.compile_std,
         include_paths=tuple(spec.include_paths or ()),
@@ -101,6 +103,7 @@ def compile_request(op_name: str, spec: KernelSpec) -> CompileRequest:
         extra_options=tuple(spec.options),
         defines=tuple((spec.defines or {}).items()),
         host_shims=spec.host_shims,
+        companions=plain_kernel_names(spec.kernel_source),
     )
 
 

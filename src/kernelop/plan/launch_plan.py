@@ -16,6 +16,8 @@ import torch
 from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, Size, SizeLike
 from ..dsl.spec import Custom, Divisible, Elementwise, InRange, Launch, Reduction
 from ..errors import Where
+from ..dsl.spec import TypeParam
+from .template import TemplatePlan
 from .expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Expr, FloorDiv, Max, Min, Mul, Sub, product
 
 SCHEMA_TYPES = {float: "float", int: "int", bool: "bool"}
@@ -29,8 +31,10 @@ class Param:
     name: str
     position: int
     tensor_index: Optional[int]  # position among tensor inputs; None for scalars
-    dtype: Optional[torch.dtype] = None
+    dtype: Union[torch.dtype, TypeParam, None] = None
     py_type: Optional[type] = None
+    mutates: bool = False  # the kernel writes it in place
+    optional: bool = False  # may be None: a null pointer
 
     @property
     def is_tensor(self) -> bool:
@@ -39,6 +43,13 @@ class Param:
     @property
     def schema_type(self) -> str:
         return "Tensor" if self.is_tensor else SCHEMA_TYPES[self.py_type]  # type: ignore[index]
+
+    @property
+    def allowed_dtypes(self) -> Optional[frozenset[torch.dtype]]:
+        """The dtypes the declaration admits; None: any (then the kernel's pointer type decides)."""
+        if isinstance(self.dtype, TypeParam):
+            return frozenset(self.dtype.dtypes)
+        return None if self.dtype is None else frozenset({self.dtype})
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,8 @@ class OutputRule:
     keepdim: bool
     dtype_source: int
     sizes: Optional[tuple[Size, ...]] = None
+    init: Union[int, float, None] = None  # a fill value before the launch
+    copy_of: Optional[int] = None  # tensor input it starts as a copy of
 
     @property
     def like_input(self) -> bool:
@@ -120,11 +133,42 @@ class LaunchPlan:
     reduced_input: Optional[int] = None  # Reduction only: the tensor index of geometry.input_idx
     requires: tuple[Any, ...] = ()  # the spec's Divisible / InRange / Equal
     seed_order: bool = True  # arg_layout is (inputs..., extras..., outputs...)
+    template: Optional[TemplatePlan] = None
     _memo: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @property
     def tensor_params(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.is_tensor)
+
+    def dtype_problem(self, dtypes: tuple[Optional[torch.dtype], ...]) -> Optional[str]:
+        """What is wrong with these tensor input dtypes (None for an absent optional input), or
+        None: each declared dtype, and one dtype per ``TypeParam``, among its dtypes."""
+        typed: dict[TypeParam, tuple[str, torch.dtype]] = {}
+        for param, dtype in zip(self.tensor_params, dtypes):
+            if dtype is None:
+                continue
+            allowed = param.allowed_dtypes
+            if isinstance(param.dtype, TypeParam):
+                if dtype not in allowed:  # type: ignore[operator]
+                    names = ", ".join(str(d).replace("torch.", "") for d in param.dtype.dtypes)
+                    return (f"argument {param.name!r} has dtype {dtype}; the kernel's template parameter "
+                            f"{param.dtype.name} is instantiated for {names}")
+                name, first = typed.setdefault(param.dtype, (param.name, dtype))
+                if first != dtype:
+                    return (f"argument {param.name!r} has dtype {dtype} but {name!r} has {first}; both are of "
+                            f"template type {param.dtype.name}, so they must have one dtype")
+            elif allowed is not None and dtype not in allowed:
+                return f"argument {param.name!r} must have dtype {param.dtype} (got {dtype})"
+        return None
+
+    @property
+    def first_required(self) -> int:
+        """The first tensor input that is never None: the call's device."""
+        return next(i for i, p in enumerate(self.tensor_params) if not p.optional)
+
+    @property
+    def mutated(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.mutates)
 
     @property
     def declares_inputs(self) -> bool:
@@ -224,7 +268,7 @@ class LaunchPlan:
         extras = tuple(self._lower(rule.value, in_ranks, out_ranks, f"extra {rule.label}:") for rule in self.extras)
         geometry = self.geometry
         if isinstance(geometry, Elementwise):
-            grid, block = self._elementwise(geometry, out_ranks)
+            grid, block = self._elementwise(geometry, in_ranks, out_ranks)
             shared: Expr = Const(geometry.shared_mem_bytes)
         elif isinstance(geometry, Reduction):
             grid, block = self._reduction(geometry, in_ranks)
@@ -244,17 +288,26 @@ class LaunchPlan:
             self._where().fail("has no geometry; its eager path is the eager_fn override", NotImplementedError)
         return LaunchDims(grid, block, shared, extras)
 
-    def _elementwise(self, geometry: Elementwise, out_ranks: tuple[int, ...]):
+    @property
+    def elementwise_target(self) -> tuple[str, int]:
+        """What ``Elementwise`` tiles: output 0, else (an op writing only in place) the first
+        mutated input."""
+        if self.num_outputs:
+            return OUTPUT, 0
+        return INPUT, self.mutated[0].tensor_index  # type: ignore[return-value]
+
+    def _elementwise(self, geometry: Elementwise, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...]):
         block = tuple(Const(b) for b in geometry.block) + (Const(1),) * (3 - len(geometry.block))
-        rank = out_ranks[0]
-        dims = [Dim(OUTPUT, 0, a) for a in range(rank)]
+        side, index = self.elementwise_target
+        rank = (out_ranks if side == OUTPUT else in_ranks)[index]
+        dims = [Dim(side, index, a) for a in range(rank)]
         if geometry.layout == "flat":
             return (CeilDiv(product(dims), block[0]), Const(1), Const(1)), block
         tiled = len(geometry.block)
         if rank < tiled:
             self._where().fail(
                 f"geometry Elementwise(layout='nd', block={geometry.block}) tiles the last {tiled} axes "
-                f"of the output, but output 0 has rank {rank}. Use layout='flat' or a block of <= {rank} dims."
+                f"of {'output 0' if self.num_outputs else repr(self.mutated[0].name)}, which has rank {rank}. Use layout='flat' or a block of <= {rank} dims."
             )
         tiles = [CeilDiv(dims[rank - 1 - i], block[i]) for i in range(tiled)]
         leading = product(dims[: rank - tiled])

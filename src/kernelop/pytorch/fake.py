@@ -12,16 +12,22 @@ from .launch_checks import failure, holds
 
 
 def check_tensors(where: Where, plan: LaunchPlan, tensors: tuple) -> None:
-    """Declared dtypes and a common device; shared by the fake impl and the eager launch."""
-    device = tensors[0].device
+    """Declared dtypes (a ``TypeParam``: one of its dtypes, the same for every input it types)
+    and a common device; shared by the fake impl and the eager launch. Optional inputs may be None."""
     for param, tensor in zip(plan.tensor_params, tensors):
-        if not isinstance(tensor, torch.Tensor):
+        if not (isinstance(tensor, torch.Tensor) or tensor is None and param.optional):
             where.fail(f"argument {param.name!r} must be a Tensor (got {type(tensor).__name__})", TypeError)
-        if param.dtype is not None and tensor.dtype != param.dtype:
-            where.fail(f"argument {param.name!r} must have dtype {param.dtype} (got {tensor.dtype})", TypeError)
+    first = plan.first_required
+    device = tensors[first].device
+    problem = plan.dtype_problem(tuple(None if t is None else t.dtype for t in tensors))
+    if problem is not None:
+        where.fail(problem, TypeError)
+    for param, tensor in zip(plan.tensor_params, tensors):
+        if tensor is None:
+            continue
         if tensor.device != device:
             where.fail(
-                f"argument {param.name!r} is on {tensor.device} but {plan.tensor_params[0].name!r} is on {device}; "
+                f"argument {param.name!r} is on {tensor.device} but {plan.tensor_params[first].name!r} is on {device}; "
                 "all tensor inputs must be on one device"
             )
 
@@ -51,15 +57,16 @@ def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
     def fake(*args: Any) -> Any:
         tensors = tuple(args[i] for i in positions)
         check_tensors(where, plan, tensors)
-        in_shapes = [t.shape for t in tensors]
+        in_shapes = [() if t is None else t.shape for t in tensors]
         check_requirements(where, plan, in_shapes)
         shapes = plan.output_shapes(tuple(len(s) for s in in_shapes))
         algebra = ShapeAlgebra(in_shapes)
+        like = tensors[plan.first_required]
         outs = tuple(
-            tensors[0].new_empty([evaluate(e, algebra) for e in shape], dtype=tensors[rule.dtype_source].dtype)
+            like.new_empty([evaluate(e, algebra) for e in shape], dtype=tensors[rule.dtype_source].dtype)
             for rule, shape in zip(rules, shapes)
         )
-        return outs[0] if len(outs) == 1 else outs
+        return None if not outs else outs[0] if len(outs) == 1 else outs
 
     return fake
 
@@ -72,7 +79,7 @@ def with_input_checks(where: Where, plan: LaunchPlan, fn: Callable[..., Any]) ->
     def fake(*args: Any) -> Any:
         tensors = tuple(args[i] for i in positions)
         check_tensors(where, plan, tensors)
-        check_requirements(where, plan, [t.shape for t in tensors])
+        check_requirements(where, plan, [() if t is None else t.shape for t in tensors])
         return fn(*args)
 
     return fake

@@ -66,6 +66,8 @@ class EagerLauncher:
             "dims_for": self._dims_for,
             "meta_outputs": self._meta_outputs,
             "empty_like": torch.empty_like,
+            "full_like": torch.full_like,
+            **{f"fill{k}": rule.init for k, rule in enumerate(plan.outputs or ())},
             "functions": self.functions,
             "handles": self.handles,
             "load": self._load,
@@ -82,63 +84,84 @@ class EagerLauncher:
         exec(compile(self.source, f"<kernelop launcher for {plan.op_name}>", "exec"), self.namespace)  # noqa: S102
         self.call: Callable[..., Any] = self.namespace["call"]
 
+    @property
+    def kernel_label(self) -> str:
+        """The kernel's name in messages: a template's own name, not one instantiation's."""
+        if self.plan.template is not None:
+            return self.plan.template.kernel_name
+        return self.binaries.request.kernel_name if self.binaries is not None else "?"
+
     def __call__(self, *args: Any) -> Any:
         return self.call(*args)
 
     def _tensor_rules(self) -> tuple:
-        """Per tensor input: (index, allowed dtypes or None): the declared dtype, else every dtype
-        whose element size matches the kernel's pointer parameter, else anything."""
+        """Per tensor input: (index, allowed dtypes or None): the declared dtype (or ``TypeParam``),
+        else every dtype whose element size matches the kernel's pointer parameter, else anything."""
         sizes = {s.index: s.pointee_size for s in self.plan.arg_layout if s.kind == "tensor"}
         rules = []
         for index, param in enumerate(self.plan.tensor_params):
-            if param.dtype is not None:
-                rules.append((index, frozenset({param.dtype})))
-            else:
-                size = sizes[index]
-                rules.append((index, None if size is None else dtypes_of_size(size)))
+            allowed = param.allowed_dtypes
+            if allowed is None and sizes[index] is not None:
+                allowed = dtypes_of_size(sizes[index])  # type: ignore[arg-type]
+            rules.append((index, allowed))
         return tuple(rules)
 
     # -- the generated hot path ---------------------------------------------------------------
 
     def _generate(self) -> str:
         plan = self.plan
-        tensors = [f"t{i}" for i in range(len(plan.tensor_params))]
+        params = plan.tensor_params
+        tensors = [f"t{i}" for i in range(len(params))]
         shapes = [f"s{i}" for i in range(len(tensors))]
         outputs = [f"o{k}" for k in range(plan.num_outputs)]
         n_extras = len(plan.extras)
         args = [f"t{p.tensor_index}" if p.is_tensor else f"a{p.position}" for p in plan.params]
         args_tuple = f"({', '.join(args)},)"
-        lines = [f"def call({', '.join(args)}):"]
-        lines.append("    d = t0.get_device()")
-        checks = ["d < 0"] + [f"t{i}.get_device() != d" for i in range(1, len(tensors))]
-        checks += [f"t{i}.dtype not in allowed{i}" for i, allowed in self.tensor_rules if allowed is not None]
+        present = lambda i, test: f"({tensors[i]} is not None and {test})" if params[i].optional else test  # noqa: E731
+        first = plan.first_required
+        lines = [f"def call({', '.join(args)}):", f"    d = t{first}.get_device()"]
+        checks = ["d < 0"] + [present(i, f"t{i}.get_device() != d") for i in range(len(tensors)) if i != first]
+        checks += [present(i, f"t{i}.dtype not in allowed{i}") for i, allowed in self.tensor_rules if allowed is not None]
+        for group in plan.template.type_tensors if plan.template is not None else ():
+            checks += [present(j, f"t{j}.dtype is not t{group[0]}.dtype") for j in group[1:]]
         lines += [f"    if {' or '.join(checks)}:", f"        refuse_tensors([{', '.join(tensors)}])"]
         unsigned_or_not = [f"a{s.index} < 0" for s in plan.arg_layout if s.kind == "scalar" and s.ctype in ("x32", "x64")]
         if unsigned_or_not:  # packing would pass a negative int as is; the kernel may read it unsigned
             lines += [f"    if {' or '.join(unsigned_or_not)}:", f"        refuse_values({args_tuple})"]
-        for t, s in zip(tensors, shapes):
-            lines += [f"    if not {t}.is_contiguous():", f"        {t} = {t}.contiguous()", f"    {s} = {t}.shape"]
+        for i, (t, s) in enumerate(zip(tensors, shapes)):
+            if params[i].mutates:  # written through a contiguous copy, then copied back
+                lines.append(f"    w{i} = {t}")
+            indent = "    "
+            if params[i].optional:
+                lines += [f"    {s} = ()", f"    if {t} is not None:"]
+                indent = "        "
+            lines += [f"{indent}if not {t}.is_contiguous():", f"{indent}    {t} = {t}.contiguous()", f"{indent}{s} = {t}.shape"]
         ins = f"({', '.join(shapes)},)"
+        key = "d"
+        if plan.template is not None:  # the instantiation: one dtype per type parameter
+            key = f"(d, {', '.join(f't{g[0]}.dtype' for g in plan.template.type_tensors)},)"
+        lines.append(f"    k = {key}")
         if self.meta_fn is None:
-            key = shapes[0] if len(shapes) == 1 else ins
-            lines.append(f"    v = (memos.get(d) or memo_for(d)).get({key}) or dims_for({key}, {ins}, None, d)")
+            shape_key = shapes[0] if len(shapes) == 1 else ins
+            lines.append(f"    v = (memos.get(k) or memo_for(k)).get({shape_key}) or dims_for({shape_key}, {ins}, None, k)")
             sized = 7 + n_extras
             for k, rule in enumerate(plan.outputs):  # type: ignore[arg-type]
-                if rule.like_input:
-                    lines.append(f"    o{k} = empty_like(t{rule.source})")
-                else:
-                    lines.append(f"    o{k} = t0.new_empty(v[{sized}], dtype=t{rule.dtype_source}.dtype)")
+                shape = f"t{rule.source}.shape"
+                if not rule.like_input:
+                    shape = f"v[{sized}]"
                     sized += 1
+                lines.append(f"    o{k} = {_allocation(k, rule, shape, first)}")
         else:
             lines.append(f"    {', '.join(outputs)}, = meta_outputs({args_tuple})")
             outs = f"({', '.join(f'{o}.shape' for o in outputs)},)"
             lines.append(f"    key = ({ins}, {outs})")
-            lines.append(f"    v = (memos.get(d) or memo_for(d)).get(key) or dims_for(key, {ins}, {outs}, d)")
-        source = {"tensor": "t{}.data_ptr()", "scalar": "a{}", "extra": "v[{}]", "output": "o{}.data_ptr()"}
-        values = ", ".join(source[s.kind].format(7 + s.index if s.kind == "extra" else s.index) for s in plan.arg_layout)
+            lines.append(f"    v = (memos.get(k) or memo_for(k)).get(key) or dims_for(key, {ins}, {outs}, k)")
+        pointer = {i: (f"(t{i}.data_ptr() if t{i} is not None else 0)" if p.optional else f"t{i}.data_ptr()") for i, p in enumerate(params)}
+        source = {"tensor": lambda i: pointer[i], "scalar": "a{}".format, "extra": lambda i: f"v[{7 + i}]", "output": "o{}.data_ptr()".format}
+        values = ", ".join(source[s.kind](s.index) for s in plan.arg_layout)
         lines += [
             "    if v[0]:",
-            "        handle = handles.get(d) or load(d)",
+            "        handle = handles.get(k) or load(k)",
             "        stream = raw_stream(d)",
             "        try:",
             f"            result = launch(handle, v, stream, layout, {values})",
@@ -147,22 +170,26 @@ class EagerLauncher:
             "            raise",
             "        if result:" if not self.sync else "        if True:  # KERNELOP_SYNC=1",
             "            try:",
-            f"                finish_launch(functions[d], result, v, stream, layout, ({values},), {self.sync})",
+            f"                finish_launch(functions[k], result, v, stream, layout, ({values},), {self.sync})",
             "            except DriverError as exc:",
             "                launch_failed(exc)",
-            f"    return {outputs[0] if len(outputs) == 1 else '(' + ', '.join(outputs) + ')'}",
         ]
-        return "\n".join(lines) + "\n"
+        for param in plan.mutated:
+            i = param.tensor_index
+            lines += [f"    if t{i} is not w{i}:", f"        w{i}.copy_(t{i})"]
+        returned = "None" if not outputs else outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ")"
+        return "\n".join(lines) + f"\n    return {returned}\n"
 
-    def _load(self, device_index: int) -> int:
-        """Load on first use on a device; returns the function's handle."""
+    def _load(self, k: Any) -> int:
+        """Load on first use on a device (of an instantiation, for a template); returns the handle."""
         self.namespace["launch"] = driver.launch_backend().launch
-        fn = self.functions[device_index] = self.binaries.function(device_index)
-        self.handles[device_index] = fn.handle
+        device, type_key = _split(k)
+        fn = self.functions[k] = self.binaries.function(device, type_key)
+        self.handles[k] = fn.handle
         return fn.handle
 
     def _launch_failed(self, exc: driver.DriverError) -> None:
-        self.where.fail(launch_failure(self.binaries.request.kernel_name, exc), RuntimeError)
+        self.where.fail(launch_failure(self.kernel_label, exc), RuntimeError)
 
     # -- launching into buffers someone else owns (TensorRT's JIT plugin) ---------------------
 
@@ -173,16 +200,21 @@ class EagerLauncher:
         scalars: Sequence[Any],
         outputs: Sequence[tuple[int, tuple[int, ...]]],
         stream: int,
+        dtypes: Sequence[torch.dtype] = (),
     ) -> None:
         """Launch on ``stream`` with given ``(pointer, shape)`` inputs and outputs, no allocation.
 
-        ``scalars`` are the scalar inputs' values in declaration order. Same plan, packing and
-        checks as a PyTorch call; used where the caller (a TensorRT engine) owns the memory.
+        ``scalars`` are the scalar inputs' values in declaration order; ``dtypes`` the inputs'
+        (they choose a template's instantiation). Same plan, packing and checks as a PyTorch
+        call; used where the caller (a TensorRT engine) owns the memory.
         """
         in_shapes = tuple(tuple(shape) for _, shape in inputs)
         out_shapes = tuple(tuple(shape) for _, shape in outputs)
         key = (in_shapes, out_shapes)
-        v = self._memo_for(device_index).get(key) or self._dims_for(key, in_shapes, out_shapes, device_index)
+        k: Any = device_index
+        if self.plan.template is not None:
+            k = (device_index, *self.plan.template.key_of(tuple(dtypes)))
+        v = self._memo_for(k).get(key) or self._dims_for(key, in_shapes, out_shapes, k)
         if not v[0]:
             return
         scalar_params = [p for p in self.plan.params if not p.is_tensor]
@@ -195,9 +227,9 @@ class EagerLauncher:
         }
         values = tuple(by_kind[s.kind](s.index) for s in self.plan.arg_layout)
         self._refuse_values(args_by_position)
-        if device_index not in self.functions:
-            self._load(device_index)
-        fn = self.functions[device_index]
+        if k not in self.functions:
+            self._load(k)
+        fn = self.functions[k]
         try:
             result = driver.launch_in_context(fn, v, stream, self.layout, values)
         except PACK_ERRORS:
@@ -210,13 +242,14 @@ class EagerLauncher:
 
     # -- launch values: the plan's expressions compiled per tuple of ranks, memoized per shapes --
 
-    def _memo_for(self, device: Optional[int]) -> dict[Any, tuple]:
+    def _memo_for(self, device: Any) -> dict[Any, tuple]:
         return self.dims.setdefault(device, {})
 
-    def _dims_for(self, key: Any, in_shapes: tuple, out_shapes: Optional[tuple], device: Optional[int] = None) -> tuple:
+    def _dims_for(self, key: Any, in_shapes: tuple, out_shapes: Optional[tuple], device: Any = None) -> tuple:
         """``launch_values`` after the spec's requirements, checked against the limits of CUDA
-        and (given ``device``) of the kernel there and the ranges of the integer parameters;
-        remembered under ``key`` in that device's memo.
+        and (given ``device``: a device index, or for a template ``(index, *dtypes)``) of the
+        kernel there and the ranges of the integer parameters; remembered under ``key`` in that
+        device's memo.
 
         A grid with a zero dimension is stored with grid x = 0, so a call tests one value to
         skip the launch. Values that would be refused are never stored.
@@ -234,8 +267,8 @@ class EagerLauncher:
         if not (v[0] and v[1] and v[2]):
             v = (0, *v[1:])
         else:
-            fn = self.binaries.function(device) if device is not None else None
-            kernel = self.binaries.request.kernel_name if self.binaries is not None else "?"
+            fn = self.binaries.function(*_split(device)) if device is not None else None
+            kernel = self.kernel_label
             hint = ND_GRID_HINT if getattr(self.plan.geometry, "layout", "") == "nd" else ""
             check_geometry(self.where, v, fn and fn.max_threads, fn and fn.max_dynamic_shared, kernel, hint)
             check_integer_values(self.where, [r.label for r in self.plan.extras], self.extra_ctypes, v[7:7 + len(self.plan.extras)])
@@ -326,7 +359,7 @@ class EagerLauncher:
         size = next(iter(allowed)).itemsize
         self.where.fail(
             f"argument {param.name!r} has dtype {tensor.dtype} ({tensor.dtype.itemsize}-byte elements) but kernel "
-            f"{self.binaries.request.kernel_name!r} reads it through a pointer to {size}-byte elements "
+            f"{self.kernel_label!r} reads it through a pointer to {size}-byte elements "
             f"({describe_slot(self.plan, slot)}). Pass a tensor of a matching dtype or declare InputDecl(dtype=...).",
             TypeError,
         )
@@ -345,6 +378,22 @@ class EagerLauncher:
                 problem = scalar_problem(self.plan.params[slot.index].name, slot.ctype, args[slot.index])
                 if problem is not None:
                     self.where.fail(problem)
+
+
+def _split(k: Any) -> tuple[int, Optional[tuple]]:
+    """A memo key as (device, template instantiation or None)."""
+    return (k, None) if isinstance(k, int) else (k[0], k[1:])
+
+
+def _allocation(k: int, rule: Any, shape: str, like: int) -> str:
+    """How output ``k`` is made: uninitialised, filled with ``fill<k>``, or a copy of an input
+    (already contiguous)."""
+    if rule.copy_of is not None:
+        return f"t{rule.copy_of}.clone()"
+    if rule.like_input:
+        return f"empty_like(t{rule.source})" if rule.init is None else f"full_like(t{rule.source}, fill{k})"
+    dtype = f"t{rule.dtype_source}.dtype"
+    return f"t{like}.new_empty({shape}, dtype={dtype})" if rule.init is None else f"t{like}.new_full({shape}, fill{k}, dtype={dtype})"
 
 
 def _numel(shape: Sequence[int]) -> int:

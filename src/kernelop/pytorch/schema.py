@@ -16,12 +16,24 @@ def derive_schema(where: Where, spec: Optional[KernelSpec], plan_params: tuple[P
     if schema is not None:
         return schema.strip()
     if spec is not None and spec.inputs is not None and spec.outputs is not None:
-        args = ", ".join(f"{p.schema_type} {p.name}" for p in plan_params)
+        mutated = [p.name for p in plan_params if p.mutates]
+        args = ", ".join(_argument(p, mutated) for p in plan_params)
         returns = "Tensor" if len(spec.outputs) == 1 else "(" + ", ".join("Tensor" for _ in spec.outputs) + ")"
         return f"({args}) -> {returns}"
     if meta_fn is not None:
         return _infer_from_hints(where, meta_fn)
     where.fail("cannot derive a schema: pass schema=, declare inputs and outputs, or annotate meta_fn")
+
+
+def _kind(param: Param) -> str:
+    """``Tensor``, ``Tensor(a!)`` (written in place), ``Tensor?`` (may be None), ``float``."""
+    return f"{param.schema_type}{'(a!)' if param.mutates else ''}{'?' if param.optional else ''}"
+
+
+def _argument(param: Param, mutated: list[str]) -> str:
+    """The argument in the schema; each mutated argument gets its own alias set."""
+    kind = _kind(param).replace("(a!)", f"(a{mutated.index(param.name)}!)" if param.mutates else "")
+    return f"{kind} {param.name}"
 
 
 def _infer_from_hints(where: Where, meta_fn: Callable[..., Any]) -> str:
@@ -72,8 +84,8 @@ def parse_schema(where: Where, op_name: str, schema: str) -> Any:
 def check_schema_against_plan(where: Where, parsed: Any, plan: LaunchPlan) -> None:
     """A given or inferred schema must agree with the declared inputs and outputs."""
     if plan.declares_inputs:
-        got = [str(a.type) for a in parsed.arguments]
-        want = [p.schema_type for p in plan.params]
+        got = [_declared(a) for a in parsed.arguments]
+        want = [_kind(p) for p in plan.params]
         if got != want:
             where.fail(f"schema arguments {got} do not match the declared inputs {want} (schema: {parsed})")
     if plan.outputs is not None and len(parsed.returns) != len(plan.outputs):
@@ -81,8 +93,21 @@ def check_schema_against_plan(where: Where, parsed: Any, plan: LaunchPlan) -> No
     check_returns_tensors(where, parsed)
 
 
+def _declared(argument: Any) -> str:
+    """An argument's type as kernelop declares it: ``Tensor``, ``Tensor(a!)``, ``Tensor?``, ``float``."""
+    kind = str(argument.type)
+    optional = kind.startswith("Optional[")
+    kind = kind[len("Optional["):-1] if optional else kind
+    alias = argument.alias_info
+    return f"{kind}{'(a!)' if alias is not None and alias.is_write else ''}{'?' if optional else ''}"
+
+
+def mutates_arguments(parsed: Any) -> bool:
+    return any(a.alias_info is not None and a.alias_info.is_write for a in parsed.arguments)
+
+
 def check_returns_tensors(where: Where, parsed: Any) -> None:
-    if not parsed.returns:
-        where.fail(f"schema must return at least one Tensor; a kernel writes its outputs (schema: {parsed})")
+    if not parsed.returns and not mutates_arguments(parsed):
+        where.fail(f"schema must return at least one Tensor or mutate an argument; a kernel writes its outputs (schema: {parsed})")
     if any(str(r.type) != "Tensor" for r in parsed.returns):
         where.fail(f"schema must return only Tensors (schema: {parsed})")

@@ -123,27 +123,27 @@ class PluginBuilder:
         return getattr(self.backend.data_type, TRT_DTYPE_NAMES[dtype])
 
     def _check_input_dtypes(self, inputs: Sequence[Any]) -> None:
-        """Declared ``InputDecl.dtype``s, as the eager launch checks them (the JIT launch does not)."""
+        """Declared ``InputDecl.dtype``s and ``TypeParam``s, as the eager launch checks them (the
+        JIT launch does not)."""
         plan = self.request.plan
         if plan is None:
             return
-        for param, desc in zip(plan.tensor_params, inputs):
-            if param.dtype is None:
-                continue
-            got = self._torch_dtype(desc.dtype)
-            if got != param.dtype:
-                self.where.fail(f"input {param.name!r} must have dtype {param.dtype} (TensorRT gives it {got})", TypeError)
+        problem = plan.dtype_problem(tuple(self._torch_dtype(d.dtype) for d in inputs))
+        if problem is not None:
+            self.where.fail(f"{problem} (as TensorRT gives it)", TypeError)
 
     # AOT ----------------------------------------------------------------------------------
 
     def aot_impl(self) -> Callable[..., Any]:
         trtp = self.trtp
         n = len(self.tensor_names)
-        kernel_name, ptx = self._kernel()
+        kernels = {None: self._kernel()}  # the registered instantiation; a template's others on first use
         launch = self._user_launch() or self._plan_launch()
 
         def body(args: tuple) -> Any:
             inputs, outputs, tactic = args[:n], args[-2], args[-1]
+            key = self._type_key(inputs)
+            kernel_name, ptx = kernels.get(key) or kernels.setdefault(key, self._kernel(key))
             params, extras = launch(inputs, outputs, tactic)
             return kernel_name, ptx, params, extras
 
@@ -191,13 +191,21 @@ class PluginBuilder:
 
         return launch
 
-    def _kernel(self) -> Tuple[str, bytes]:
+    def _type_key(self, inputs: Sequence[Any]) -> Optional[tuple]:
+        """The template instantiation for these input descriptors; None (the registered one) for
+        a kernel that is not a template, or before the dtypes are known."""
+        plan = self.request.plan
+        if plan is None or plan.template is None or not inputs:
+            return None
+        return plan.template.key_of(tuple(self._torch_dtype(d.dtype) for d in inputs))
+
+    def _kernel(self, key: Optional[tuple] = None) -> Tuple[str, bytes]:
         """The kernel's entry name and PTX for the engine, warning when this driver cannot load the PTX."""
         request = self.request
         if request.ptx is not None:
             name, ptx = request.kernel_name, bytes(request.ptx)
         else:
-            compiled = request.binaries.for_arch(aot_arch(request.binaries.arch_override, self.backend.gpu_arch))
+            compiled = request.binaries.for_arch(aot_arch(request.binaries.arch_override, self.backend.gpu_arch), key)
             name, ptx = compiled.lowered_name, compiled.ptx
         problem = ptx_driver_problem(ptx, self.backend.driver_version)
         if problem is not None:
@@ -219,6 +227,7 @@ class PluginBuilder:
             tensors, attrs, outputs, stream = args[:n], args[n:-2], args[-2], args[-1]
             launcher.launch_into(
                 current_device(),
+                dtypes=tuple(self._torch_dtype(t.dtype) for t in tensors),
                 inputs=[(t.data_ptr, tuple(t.shape)) for t in tensors],
                 scalars=[scalar_value(v, t) for v, t in zip(attrs, py_types)],
                 outputs=[(o.data_ptr, tuple(o.shape)) for o in outputs],

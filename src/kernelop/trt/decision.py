@@ -91,6 +91,8 @@ def schema_problems(schema: Any) -> List[str]:
             problems.append(f"argument name {arg.name!r} is reserved by TensorRT's plugin functions (outputs, stream, tactic) or not an identifier; rename it")
         if getattr(arg, "alias_info", None) is not None:
             problems.append(f"argument {arg.name!r} is mutated or aliased; kernelop's TensorRT plugins only write their outputs")
+    if not schema.returns:
+        problems.append("it returns nothing (it only writes its arguments in place); a TensorRT plugin returns its outputs")
     scalars = [a for a in arguments if str(a.type) != "Tensor"]
     defaulted = [a.name for a in scalars if a.default_value is not None]
     if defaulted and len(defaulted) != len(scalars):

@@ -26,8 +26,10 @@ def load_backend() -> Optional[Backend]:
 def prepare_tensorrt(where: Where, request: PluginRequest, backend: Optional[Backend] = None) -> Optional[PreparedPlugin]:
     """Build and check the op's plugin functions before anything is registered anywhere.
 
-    Returns None where TensorRT is not usable; ``require_aot=True`` still refuses what no
-    TensorRT could deploy. A problem raises ``ValueError`` naming the op.
+    Returns None where TensorRT is not usable, or where the op is one no TensorRT plugin can
+    express (it writes an argument in place, takes an optional tensor, ...): then only the
+    TensorRT side is skipped, with a log line saying why, and the PyTorch op still registers.
+    ``require_aot=True`` refuses both. Any other problem raises ``ValueError`` naming the op.
     """
     problems = schema_problems(request.schema)
     path = request.path
@@ -43,7 +45,11 @@ def prepare_tensorrt(where: Where, request: PluginRequest, backend: Optional[Bac
             where.fail(f"require_aot=True but it cannot be a TensorRT plugin: {'; '.join(problems)}.")
         return None
     if problems:
-        where.fail(f"cannot be registered as a TensorRT plugin: {'; '.join(problems)}.")
+        if request.require_aot:
+            where.fail(f"require_aot=True but it cannot be a TensorRT plugin: {'; '.join(problems)}.")
+        log.warning("kernelop.%s(%s): no TensorRT plugin for this op, the PyTorch op is registered alone: %s.",
+                    where.api, where.op, "; ".join(problems))
+        return None
     if request.op_name in backend.registry:
         where.fail(
             f"a TensorRT plugin named {request.op_name} is already registered in this process; TensorRT cannot "
