@@ -95,13 +95,22 @@ def source_params(source: str, kernel_name: str) -> Optional[tuple[SourceParam, 
 def plain_kernel_names(source: str) -> tuple[str, ...]:
     """The names of the source's ``__global__`` functions that are not templates, as read
     without preprocessing (a name NVRTC then cannot lower is dropped by the compiler)."""
+    return tuple(dict.fromkeys(name for name, template in _kernels(source) if not template))
+
+
+def first_kernel_name(source: str) -> Optional[str]:
+    """The source's first ``__global__`` function: the program's name, shared by every op of the source."""
+    return next((name for name, _ in _kernels(source)), None)
+
+
+def _kernels(source: str) -> list[tuple[str, bool]]:
+    """(name, is a template) of each ``__global__`` function, in source order."""
     text = re.sub(r"\b__\w+__\s*\([^()]*\)", " ", _strip_comments(source))  # __launch_bounds__(256) & co.
-    names = []
+    kernels = []
     for match in re.finditer(r"__global__[^;{}()]*?\b([A-Za-z_]\w*)\s*\(", text):
         before = text[max(text.rfind(";", 0, match.start()), text.rfind("}", 0, match.start())) + 1 : match.start()]
-        if "template" not in before and match.group(1) not in names:
-            names.append(match.group(1))
-    return tuple(names)
+        kernels.append((match.group(1), "template" in before))
+    return kernels
 
 
 _PTX_TYPES = {"u": "int", "s": "int", "b": "int", "f": "float"}

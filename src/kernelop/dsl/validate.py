@@ -278,10 +278,11 @@ def _check_template_args(where: Where, spec: KernelSpec) -> None:
     if "<" in spec.kernel_name:
         where.fail(f"kernel_name must be the template's name alone when template_args is given (got {spec.kernel_name!r})")
     names: dict[str, TypeParam] = {}
+    for t in [*typed, *(a for a in args if isinstance(a, TypeParam))]:
+        if names.setdefault(t.name, t) != t:
+            where.fail(f"two different TypeParams are named {t.name!r} (dtypes {names[t.name].dtypes} and {t.dtypes}); use one TypeParam object")
     for i, arg in enumerate(args):
         if isinstance(arg, TypeParam):
-            if names.setdefault(arg.name, arg) != arg:
-                where.fail(f"template_args[{i}] TypeParam {arg.name!r} differs from another TypeParam of that name")
             if arg not in typed:
                 where.fail(f"template_args[{i}] TypeParam {arg.name!r} types no required tensor input; "
                            f"declare InputDecl(name, dtype={arg.name}) for the inputs of that type")

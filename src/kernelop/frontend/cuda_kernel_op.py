@@ -7,11 +7,11 @@ into the launch plan and the compile request, and every layer below reads those 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..compiler.cache import KernelCache, compile_cached
 from ..compiler.nvrtc import CompileRequest
-from ..compiler.signature import plain_kernel_names, read_signature
+from ..compiler.signature import first_kernel_name, plain_kernel_names, read_signature
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
 from ..dsl.spec import ConverterPriority, Custom, KernelSpec, snapshot
@@ -21,6 +21,7 @@ from ..plan.binding import bind_kernel
 from ..plan.build import build_plan, params_of
 from ..plan.launch_plan import LaunchPlan
 from ..pytorch import fake, library, schema as schemas
+from ..pytorch.autograd import autograd_functions, check_backward
 from ..pytorch.launcher import EagerLauncher
 from ..trt import decision, registration as trt_registration
 from ..trt.backend import PluginRequest
@@ -43,22 +44,28 @@ def cuda_kernel_op(
     capability_validator: Optional[Callable[..., Any]] = None,
     require_aot: bool = False,
     cache: Optional[KernelCache] = None,
+    backward: Optional[Callable[..., Any]] = None,
+    save: Sequence[str] = (),
 ) -> None:
     """Register a CUDA C++ kernel as ``torch.ops.<ns>.<name>``, compiled with NVRTC now.
 
     ``cache`` (additive) overrides the compile cache taken from the environment.
     ``require_aot`` (additive) refuses a spec whose TensorRT plugin would be JIT, on every machine.
+    ``backward`` and ``save`` (additive) make the op differentiable: ``backward(saved, *grads)``
+    reads the inputs and outputs named in ``save`` as attributes of ``saved``.
     """
     where = Where("cuda_kernel_op", op_name)
     namespace, name = check_op_name(where, op_name)
     check_overrides(where, meta_fn, eager_fn, aot_fn, schema, capability_validator)
     check_converter_options(where, supports_dynamic_shapes, requires_output_allocator, priority)
     check_cache(where, cache)
+    save = check_backward(where, backward, save)
     spec = snapshot(spec) if isinstance(spec, KernelSpec) else spec  # the user's spec may change later
     check_spec(where, spec, has_meta_fn=meta_fn is not None, has_eager_fn=eager_fn is not None, has_aot_fn=aot_fn is not None)
     plugin_path = decision.plugin_path(spec.geometry, scalar_names(spec), aot_fn)
     decision.check_require_aot(where, plugin_path, require_aot)
-    fingerprint = ("cuda", spec, meta_fn, eager_fn, aot_fn, schema, supports_dynamic_shapes, requires_output_allocator, priority, capability_validator)
+    fingerprint = ("cuda", spec, meta_fn, eager_fn, aot_fn, schema, supports_dynamic_shapes, requires_output_allocator, priority,
+                   capability_validator, backward, save)
     if already_registered(where, op_name, fingerprint):
         return
 
@@ -75,10 +82,11 @@ def cuda_kernel_op(
     binaries = KernelBinaries(op_name, request, cache, plan if launched_from_plan else None, spec.arch_override, compiled)
     impls = _cuda_impls(plan, binaries, meta_fn, eager_fn)
     fake_impl = _fake_impl(plan, meta_fn)
+    autograd = autograd_functions(where, plan, parsed, backward, save) if backward is not None else None
     plugin = trt_registration.prepare_tensorrt(where, PluginRequest(
         op_name, parsed, plugin_path, plan, binaries, None, request.kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
         requires_output_allocator, priority, capability_validator, require_aot))
-    torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl)
+    torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl, autograd)
     trt_registration.register_tensorrt(where, plugin, torch_library)
     record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None))
     log.debug("registered %s%s", op_name, schema_text)
@@ -91,7 +99,8 @@ def check_cache(where: Where, cache: object) -> None:
 
 def compile_request(op_name: str, spec: KernelSpec, plan: Optional[LaunchPlan] = None) -> CompileRequest:
     """The source and its compile options, for the current GPU, else ``arch_override``, else the
-    default; a template's first instantiation (its first dtype per ``TypeParam``)."""
+    default; a template's first instantiation (its first dtype per ``TypeParam``). The program
+    is named after the source's first kernel, so that every op of one source shares its compile."""
     template = plan.template if plan is not None else None
     return CompileRequest(
         source=spec.kernel_source,
@@ -99,7 +108,7 @@ def compile_request(op_name: str, spec: KernelSpec, plan: Optional[LaunchPlan] =
         arch=target_arch(spec.arch_override),
         std=spec.compile_std,
         include_paths=tuple(spec.include_paths or ()),
-        program_name=op_name.replace("::", "_") + ".cu",
+        program_name=f"{first_kernel_name(spec.kernel_source) or op_name.replace('::', '_')}.cu",
         extra_options=tuple(spec.options),
         defines=tuple((spec.defines or {}).items()),
         host_shims=spec.host_shims,
