@@ -25,11 +25,12 @@ from ..pytorch.autograd import autograd_functions, check_backward
 from ..pytorch.launcher import EagerLauncher
 from ..trt import decision, registration as trt_registration
 from ..trt.backend import PluginRequest
-from .registry import Registration, already_registered, record
+from .registry import Registration, already_registered, one_at_a_time, record
 
 log = logging.getLogger("kernelop")
 
 
+@one_at_a_time
 def cuda_kernel_op(
     op_name: str,
     spec: KernelSpec,

@@ -10,9 +10,10 @@ from ..errors import Where
 from ..pytorch import library, schema as schemas
 from ..trt import decision, registration as trt_registration
 from ..trt.backend import PluginRequest
-from .registry import Registration, already_registered, record
+from .registry import Registration, already_registered, one_at_a_time, record
 
 
+@one_at_a_time
 def ptx_op(
     op_name: str,
     ptx: Union[bytes, str],

@@ -6,8 +6,10 @@ kernel (or swapping it under live compiled graphs) gives wrong results.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
@@ -30,6 +32,20 @@ class Registration:
 
 
 _registry: dict[str, Registration] = {}
+_lock = threading.RLock()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_at_a_time(register: F) -> F:
+    """Run registrations one at a time in a process: between "is this name registered?" and the
+    record, another thread's registration of the same name would otherwise see torch's half of it."""
+
+    @functools.wraps(register)
+    def serialized(*args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            return register(*args, **kwargs)
+
+    return serialized  # type: ignore[return-value]
 
 
 def registered_ops() -> dict[str, Registration]:
