@@ -607,7 +607,7 @@ def test_each_launch_path_reports_a_refused_launch_with_the_op_name(cache, launc
     with pytest.raises(ValueError, match=rf"{name}.*asks for 1000000 bytes of dynamic shared memory per block; this device allows it"):
         ns_op(name)(torch.randn(100, device="cuda"))
     binaries = ttk.registered_ops()[name].binaries
-    binaries._functions[0] = dataclasses.replace(binaries.function(0), max_dynamic_shared=2_000_000)
+    binaries._functions[(0, ())] = dataclasses.replace(binaries.function(0), max_dynamic_shared=2_000_000)
     with pytest.raises(RuntimeError, match=rf"{name}.*cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE"):
         ns_op(name)(torch.randn(100, device="cuda"))
     torch.cuda.synchronize()  # the refusal is not a fault: the context stays usable

@@ -13,7 +13,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import kernelop as ttk
 from kernelop.plan.describe import describe
 from kernelop.pytorch.launcher import EagerLauncher
-from conftest import op_packet
+from conftest import op_packet, skip_dynamic_export_on_torch_2_11
 
 SOFTMAX = r"""
 extern "C" __global__ void softmax_rows(float* __restrict__ out, const float* __restrict__ inp, int N, int C) {
@@ -301,8 +301,7 @@ def test_fake_impl_checks_requirements_and_export_records_them(op_name, register
     with FakeTensorMode():
         with pytest.raises(ValueError, match=r"argument 'inp' axis -1 has size 66, but requires\[0\]"):
             op_packet(name)(torch.empty(3, 66, device="cuda"))
-    if tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 12):
-        pytest.skip("torch 2.11's export fails while reporting constraints on dynamic dims (symbolic_shapes re.split)")
+    skip_dynamic_export_on_torch_2_11()
     example = (torch.randn(4, 64),)  # traced on the CPU; the fake impl only reads shapes
     rows, cols = torch.export.Dim("rows"), torch.export.Dim("cols", max=1024)
     with pytest.raises(Exception, match=r"(?s)Not all values of cols.*% 4"):

@@ -11,7 +11,6 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import kernelop as ttk
 from kernelop.compiler.cache import KernelCache
 from kernelop.compiler.nvrtc import COMPILE_COUNTER
-from kernelop.compiler.target import DEFAULT_ARCH
 
 from conftest import op_packet
 from written_kernels import SOURCE, T, add_bias_spec, add_positive_spec, axpby_spec, row_sums_spec
@@ -54,14 +53,15 @@ def test_instantiations_compile_on_first_use_and_a_warm_cache_runs_nvrtc_zero_ti
     assert COMPILE_COUNTER.count == before + 1  # the first dtype of T only
     binaries = ttk.registered_ops()[name].binaries
     assert binaries.request.kernel_name == f"axpby<float, {4}>"
-    symbols = {dtype: binaries.for_arch(DEFAULT_ARCH, (dtype,)).lowered_name for dtype in FLOATS}
+    arch = binaries.request.arch  # the registration's: this GPU's, else the default
+    symbols = {dtype: binaries.for_arch(arch, (dtype,)).lowered_name for dtype in FLOATS}
     assert COMPILE_COUNTER.count == before + 4 and len(set(symbols.values())) == 4
     assert "13__nv_bfloat16" in symbols[torch.bfloat16] and "Li4E" in symbols[torch.float64]
 
     warm = op_name("axpby")  # another process would see the same cache: no NVRTC at all
     ttk.cuda_kernel_op(warm, axpby_spec(), cache=KernelCache(tmp_path))
     again = ttk.registered_ops()[warm].binaries
-    assert {dtype: again.for_arch(DEFAULT_ARCH, (dtype,)).lowered_name for dtype in FLOATS} == symbols
+    assert {dtype: again.for_arch(arch, (dtype,)).lowered_name for dtype in FLOATS} == symbols
     assert COMPILE_COUNTER.count == before + 4
 
 
