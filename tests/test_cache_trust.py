@@ -116,3 +116,30 @@ def test_the_native_launch_is_not_loaded_from_a_folder_others_can_write(tmp_path
     assert backend.name == "cuda-bindings"
     assert "built for this process only" in caplog.text and "can be written by others" in caplog.text
     assert list(shared.iterdir()) == []
+
+
+OTHER = CompileRequest('extern "C" __global__ void evil(float* y) { y[0] = 666.f; }\n', "evil", "sm_90")
+
+
+def _forged_as_k(other: "cache_module.CompiledKernel") -> "cache_module.CompiledKernel":
+    """Another kernel's binary, claiming to be ``k``'s: its names and options rewritten."""
+    return dataclasses.replace(other, lowered_name="k", lowered_names=(("k", "k"),), options=cache_module.nvrtc.build_options(REQUEST))
+
+
+@pytest.mark.parametrize("forge", [
+    lambda other: other,  # another kernel's entry, copied under this key with valid checksums
+    _forged_as_k,  # the same, with its header rewritten to name this kernel
+    lambda other: dataclasses.replace(_forged_as_k(other), arch="sm_80"),  # claims another architecture
+], ids=["copied", "renamed", "other-arch"])
+def test_an_entry_with_valid_checksums_for_another_kernel_is_never_loaded(tmp_path: Path, forge, caplog) -> None:
+    cache = KernelCache(tmp_path)
+    other = compile_cached(OTHER, KernelCache(None))
+    cache.put(cache.key(REQUEST), forge(other))
+    assert cache.get(cache.key(REQUEST)) is not None  # whole and checksummed: only its content tells
+    before = COMPILE_COUNTER.count
+    with caplog.at_level(logging.WARNING, logger=cache_module.__name__):
+        kernel = compile_cached(REQUEST, cache)
+    assert COMPILE_COUNTER.count == before + 1
+    assert kernel.lowered_name == "k" and b"evil" not in kernel.ptx and b".entry k" in kernel.ptx.replace(b"\t", b" ")
+    assert f"does not describe {REQUEST.kernel_name}" in caplog.text
+    assert compile_cached(REQUEST, cache) == kernel  # the entry was replaced with the real one

@@ -133,11 +133,29 @@ def compile_cached(
     cached = cache.get(key)
     if cached is not None:  # stored by any kernel of the same source: seen as this one's
         mine = cached.for_kernel(request.kernel_name)
-        if mine is not None:
+        problem = "it does not lower this kernel" if mine is None else entry_mismatch(mine, request)
+        if problem is None:
             return mine
+        _LOG.warning("kernelop cache: entry %s does not describe %s (%s); compiling instead", key, request.kernel_name, problem)
     kernel = nvrtc.compile_kernel(request, op_name)
     cache.put(key, kernel)
     return kernel
+
+
+def entry_mismatch(kernel: CompiledKernel, request: CompileRequest) -> str | None:
+    """Why a verified entry is not what ``request`` compiles to, or None. Checksums prove an entry
+    whole, not whose it is: these catch one copied under another key, short of a forgery crafted
+    for this very kernel (which the private cache folder is there to prevent)."""
+    if kernel.arch != request.arch:
+        return f"compiled for {kernel.arch}, not {request.arch}"
+    if kernel.options != nvrtc.build_options(request):
+        return "compiled with other options"
+    if kernel.lowered_names and {name for name, _ in kernel.lowered_names} != set(request.name_expressions):
+        return "it lowers other kernel names"
+    symbol = kernel.lowered_name.encode()
+    if re.search(rb"\.entry\s+" + re.escape(symbol) + rb"\b", kernel.ptx) is None or symbol not in kernel.cubin:
+        return f"its PTX or CUBIN has no kernel {kernel.lowered_name}"
+    return None
 
 
 # --- key ---------------------------------------------------------------------------------
