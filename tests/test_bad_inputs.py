@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import kernelop as ttk
 from kernelop.pytorch.launcher import EagerLauncher
+from conftest import op_packet
 
 
 @pytest.mark.parametrize("name", ["kotest::__doc__", "kotest::_private", "_kotest::op"])
@@ -69,3 +72,15 @@ def test_a_0d_input_to_a_dim_size_extra_is_refused_naming_the_op(op_name, relu_s
     launcher = EagerLauncher(ttk.registered_ops()[name].plan, ttk.registered_ops()[name].binaries, None)
     with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): extra x.shape[-1]: 'x' axis -1 is out of range for a tensor of rank 0")):
         launcher._dims_for((), ((),), None)
+
+
+def test_an_output_size_dividing_by_zero_or_negative_is_refused_by_the_fake_impl_as_by_eager(op_name, relu_spec, register):
+    name = op_name("outsize")
+    register(name, relu_spec(outputs=[ttk.OutputDecl("y", (ttk.dim("x", 0) // ttk.dim("x", 1), ttk.dim("x", 0) - 5))],
+                             extras=[], geometry=ttk.Launch(grid=(1,), block=(1,))))
+    with FakeTensorMode():
+        with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): an output size divides by zero for input shapes [(3, 0)]")):
+            op_packet(name)(torch.empty(3, 0))
+        with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): output 'y' would have the shape (3, -2) for input shapes [(3, 1)]")):
+            op_packet(name)(torch.empty(3, 1))
+        assert op_packet(name)(torch.empty(8, 2)).shape == (4, 3)

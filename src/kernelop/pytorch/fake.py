@@ -8,7 +8,7 @@ import torch
 from ..errors import Where
 from ..plan.expr import ShapeAlgebra, evaluate
 from ..plan.launch_plan import LaunchPlan
-from .launch_checks import failure, holds
+from .launch_checks import failure, holds, negative_output, output_divides_by_zero
 
 
 def check_tensors(where: Where, plan: LaunchPlan, tensors: tuple) -> None:
@@ -62,11 +62,16 @@ def make_fake_impl(plan: LaunchPlan) -> Callable[..., Any]:
         shapes = plan.output_shapes(tuple(len(s) for s in in_shapes))
         algebra = ShapeAlgebra(in_shapes)
         like = tensors[plan.first_required]
-        outs = tuple(
-            like.new_empty([evaluate(e, algebra) for e in shape], dtype=tensors[rule.dtype_source].dtype)
-            for rule, shape in zip(rules, shapes)
-        )
-        return None if not outs else outs[0] if len(outs) == 1 else outs
+        outs = []
+        for rule, shape in zip(rules, shapes):
+            try:
+                sizes = [evaluate(e, algebra) for e in shape]
+            except ZeroDivisionError:
+                where.fail(output_divides_by_zero(in_shapes))
+            for size in sizes:  # on symbolic sizes: a guard torch.export records
+                torch._check_value(size >= 0, lambda: f"kernelop.{where.api}({where.op}): {negative_output(rule.name, sizes, in_shapes)}")
+            outs.append(like.new_empty(sizes, dtype=tensors[rule.dtype_source].dtype))
+        return None if not outs else outs[0] if len(outs) == 1 else tuple(outs)
 
     return fake
 

@@ -24,6 +24,14 @@ _RULES = {
 }
 
 
+def negative_output(name: str, shape: Sequence[Any], in_shapes: Sequence[Sequence[Any]]) -> str:
+    return f"output {name!r} would have the shape {tuple(shape)} for input shapes {[tuple(s) for s in in_shapes]}"
+
+
+def output_divides_by_zero(in_shapes: Sequence[Sequence[Any]]) -> str:
+    return f"an output size divides by zero for input shapes {[tuple(s) for s in in_shapes]}"
+
+
 class RequirementChecks:
     """The plan's requirements for one tuple of ranks, compiled to one closure over the shapes."""
 

@@ -27,7 +27,15 @@ from ..plan.expr import OUTPUT, Dim, Expr, compile_int, substitute
 from ..plan.launch_plan import LaunchPlan
 from ..settings import SETTINGS
 from .fake import check_tensors
-from .launch_checks import RequirementChecks, check_geometry, check_integer_values, launch_failure, scalar_problem
+from .launch_checks import (
+    RequirementChecks,
+    check_geometry,
+    check_integer_values,
+    launch_failure,
+    negative_output,
+    output_divides_by_zero,
+    scalar_problem,
+)
 
 ND_GRID_HINT = " With layout='nd' the leading axes fold into grid z; reshape the input or use layout='flat'."
 
@@ -316,7 +324,7 @@ class EagerLauncher:
         sized = [rule for rule in self.plan.outputs or () if not rule.like_input]
         for rule, shape in zip(sized, shapes):
             if any(size < 0 for size in shape):
-                self.where.fail(f"output {rule.name!r} would have the shape {tuple(shape)} for input shapes {[tuple(s) for s in in_shapes]}")
+                self.where.fail(negative_output(rule.name, shape, in_shapes))
 
     def _empty_launch(self, in_shapes: tuple, out_shapes: Optional[tuple]) -> tuple:
         """Launch values for inputs where a size expression divided by zero: an empty launch
@@ -331,7 +339,7 @@ class EagerLauncher:
             try:
                 shapes = tuple(compile_int(shape)(in_shapes, ()) for shape in exprs)
             except ZeroDivisionError:
-                self.where.fail(f"an output size divides by zero for input shapes {[tuple(s) for s in in_shapes]}")
+                self.where.fail(output_divides_by_zero(in_shapes))
         return (0, 1, 1, 1, 1, 1, 0, *(0,) * len(self.plan.extras), *shapes)
 
     def _meta_program(self, key: tuple) -> Callable[..., tuple]:
