@@ -2,7 +2,8 @@
 
 Candidates: torch.relu; the kernelop op; the same relu written as existing kernels often are
 (output first, sizes after the pointers, a 2-D grid of 32x8 blocks) and registered with
-``param_order`` and a ``Launch`` geometry; the torch_tensorrt.kernels-style eager path (a
+``param_order`` and a ``Launch`` geometry; the relu as a template whose instantiation each call
+picks from the input's dtype; the torch_tensorrt.kernels-style eager path (a
 torch.library op whose impl wraps PyTorch's stream and builds a cuda.core LaunchConfig per
 call); CuPy RawKernel on PyTorch's current stream; torch.cuda._compile_kernel; a CUDA graph
 replaying kernelop launches. Each round runs every candidate for ``--calls`` calls and
@@ -40,9 +41,17 @@ extern "C" __global__ void relu_2d(float* __restrict__ y, const float* __restric
   if (r < rows && c < cols) { float v = x[r * cols + c]; y[r * cols + c] = v > 0.f ? v : 0.f; }
 }
 """
+RELU_T = r"""
+template <typename T>
+__global__ void relu_t(const T* x, int n, T* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+"""
 N = 1024
 BLOCK = 256
 OWN_ORDER = "kernelop, own order + 2-D Launch"
+TEMPLATED = "kernelop, relu<T> chosen by dtype"
 GRAPH_LAUNCHES = 100
 
 
@@ -81,6 +90,25 @@ def own_order_candidate(x: torch.Tensor) -> Callable[[], object]:
     )
     op, square = torch.ops.bench.relu_2d, x.view(32, N // 32)
     return lambda: op(square)
+
+
+def templated_candidate(x: torch.Tensor) -> Callable[[], object]:
+    """The same relu as a template over float32 and float64: each call picks ``relu_t<float>``."""
+    T = ttk.TypeParam("T", (torch.float32, torch.float64))
+    ttk.cuda_kernel_op(
+        "bench::relu_t",
+        ttk.KernelSpec(
+            kernel_source=RELU_T,
+            kernel_name="relu_t",
+            template_args=(T,),
+            inputs=[ttk.InputDecl("x", T)],
+            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+            extras=[ttk.Numel("x")],
+            geometry=ttk.Elementwise(block=(BLOCK,)),
+        ),
+    )
+    op = torch.ops.bench.relu_t
+    return lambda: op(x)
 
 
 def _cuda_core():
@@ -212,6 +240,8 @@ def main() -> int:
     candidates["kernelop"] = (kernelop_candidate(x), 1)
     if wanted(OWN_ORDER):
         candidates[OWN_ORDER] = (own_order_candidate(x), 1)
+    if wanted(TEMPLATED):
+        candidates[TEMPLATED] = (templated_candidate(x), 1)
     for label, make in (
         ("seed path (cuda.core)", seed_path_candidate),
         ("cupy RawKernel", cupy_candidate),
@@ -258,6 +288,8 @@ def main() -> int:
     if OWN_ORDER in samples:
         print(paired_ratio(samples, OWN_ORDER, "torch.relu"))
         print(paired_ratio(samples, OWN_ORDER, "kernelop"))
+    if TEMPLATED in samples:
+        print(paired_ratio(samples, TEMPLATED, "kernelop"))
     if "seed path (cuda.core)" in samples:
         print(paired_ratio(samples, "seed path (cuda.core)", "kernelop"))
     return 0
