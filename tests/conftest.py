@@ -75,6 +75,18 @@ def stub_kernel(name: str, inputs, extras, outputs, meta_outputs: int = 1) -> st
     return f'extern "C" __global__ void {name}({", ".join(params)}) {{}}\n'
 
 
+def seed_relu_fields() -> dict:
+    """The KernelSpec fields of the SEED's declarative relu (the README's quickstart)."""
+    return dict(
+        kernel_source=RELU_SOURCE,
+        kernel_name="my_relu",
+        inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+        extras=[ttk.Numel("x")],
+        geometry=ttk.Elementwise(block=(256,), layout="flat"),
+    )
+
+
 @pytest.fixture
 def relu_spec() -> Callable[..., ttk.KernelSpec]:
     """The SEED's declarative relu; keyword arguments replace KernelSpec fields. Other inputs,
@@ -82,15 +94,7 @@ def relu_spec() -> Callable[..., ttk.KernelSpec]:
     (``meta_outputs`` output pointers where ``outputs=None``)."""
 
     def make(meta_outputs: int = 1, **fields) -> ttk.KernelSpec:
-        base = dict(
-            kernel_source=RELU_SOURCE,
-            kernel_name="my_relu",
-            inputs=[ttk.InputDecl("x")],
-            outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
-            extras=[ttk.Numel("x")],
-            geometry=ttk.Elementwise(block=(256,), layout="flat"),
-        )
-        base.update(fields)
+        base = {**seed_relu_fields(), **fields}
         if "kernel_source" not in fields and {"inputs", "extras", "outputs"} & set(fields):
             base["kernel_source"] = stub_kernel(base["kernel_name"], base["inputs"], base["extras"], base["outputs"], meta_outputs)
         return ttk.KernelSpec(**base)

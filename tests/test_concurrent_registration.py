@@ -12,17 +12,14 @@ import torch
 import kernelop as ttk
 from kernelop.compiler.cache import KernelCache
 
-from conftest import RELU_SOURCE, op_packet
+from conftest import op_packet, seed_relu_fields
 
 THREADS = 16
 _SPAWN = multiprocessing.get_context("spawn")
 
 
 def _relu_spec(block: int = 256) -> ttk.KernelSpec:
-    return ttk.KernelSpec(
-        kernel_source=RELU_SOURCE, kernel_name="my_relu", inputs=[ttk.InputDecl("x")],
-        outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))], extras=[ttk.Numel("x")], geometry=ttk.Elementwise(block=(block,)),
-    )
+    return ttk.KernelSpec(**{**seed_relu_fields(), "geometry": ttk.Elementwise(block=(block,))})
 
 
 def _race(register, count: int) -> list:

@@ -86,6 +86,8 @@ class EagerLauncher:
             "finish_launch": driver.finish_launch,
             "DriverError": driver.DriverError,
             "refuse_tensors": self._refuse_tensors,
+            "overlaps": torch._debug_has_internal_overlap,  # 1: certainly overlaps (2: cannot tell, e.g. strided)
+            "refuse_overlap": self._refuse_overlap,
             "refuse_values": self._refuse_values,
             "launch_failed": self._launch_failed,
         }
@@ -127,18 +129,20 @@ class EagerLauncher:
         args_tuple = f"({', '.join(args)},)"
         present = lambda i, test: f"({tensors[i]} is not None and {test})" if params[i].optional else test  # noqa: E731
         first = plan.first_required
-        lines = [f"def call({', '.join(args)}):", f"    d = t{first}.get_device()"]
+        lines = [f"def call({', '.join(args)}):", "    try:", f"        d = t{first}.get_device()"]
         checks = ["d < 0"] + [present(i, f"t{i}.get_device() != d") for i in range(len(tensors)) if i != first]
         checks += [present(i, f"t{i}.dtype not in allowed{i}") for i, allowed in self.tensor_rules if allowed is not None]
         for group in plan.template.type_tensors if plan.template is not None else ():
             checks += [present(j, f"t{j}.dtype is not t{group[0]}.dtype") for j in group[1:]]
-        lines += [f"    if {' or '.join(checks)}:", f"        refuse_tensors([{', '.join(tensors)}])"]
+        refuse = f"refuse_tensors([{', '.join(tensors)}])"
+        lines += [f"        failed = {' or '.join(checks)}", "    except AttributeError:  # None where a tensor is required",
+                  f"        {refuse}", "    if failed:", f"        {refuse}"]
         unsigned_or_not = [f"a{s.index} < 0" for s in plan.arg_layout if s.kind == "scalar" and s.ctype in ("x32", "x64")]
         if unsigned_or_not:  # packing would pass a negative int as is; the kernel may read it unsigned
             lines += [f"    if {' or '.join(unsigned_or_not)}:", f"        refuse_values({args_tuple})"]
         for i, (t, s) in enumerate(zip(tensors, shapes)):
             if params[i].mutates:  # written through a contiguous copy, then copied back
-                lines.append(f"    w{i} = {t}")
+                lines += [f"    w{i} = {t}", f"    if not {t}.is_contiguous() and overlaps({t}) == 1:", f"        refuse_overlap({i})"]
             indent = "    "
             if params[i].optional:
                 lines += [f"    {s} = ()", f"    if {t} is not None:"]
@@ -361,7 +365,7 @@ class EagerLauncher:
 
     def _refuse_tensors(self, tensors: list) -> None:
         self._refuse_devices(tensors)  # devices, then declared dtypes, explain themselves
-        index, allowed = next((i, a) for i, a in self.tensor_rules if a is not None and tensors[i].dtype not in a)
+        index, allowed = next((i, a) for i, a in self.tensor_rules if a is not None and tensors[i] is not None and tensors[i].dtype not in a)
         param, tensor = self.plan.tensor_params[index], tensors[index]
         slot = next(s for s in self.plan.arg_layout if s.kind == "tensor" and s.index == index)
         size = next(iter(allowed)).itemsize
@@ -372,10 +376,16 @@ class EagerLauncher:
             TypeError,
         )
 
+    def _refuse_overlap(self, index: int) -> None:
+        self.where.fail(
+            f"argument {self.plan.tensor_params[index].name!r} is written in place, but some of its elements share "
+            "memory (an expanded or broadcast view); pass a tensor whose elements are distinct, e.g. .clone()"
+        )
+
     def _refuse_devices(self, tensors: list) -> None:
         names = [p.name for p in self.plan.tensor_params]
         for name, tensor in zip(names, tensors):
-            if not tensor.is_cuda:
+            if isinstance(tensor, torch.Tensor) and not tensor.is_cuda:
                 self.where.fail(f"argument {name!r} must be a CUDA tensor (got a tensor on {tensor.device})")
         check_tensors(self.where, self.plan, tuple(tensors))
 
