@@ -229,13 +229,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--only", default="", help="comma-separated candidate names to keep (torch.relu always runs)")
+    parser.add_argument("--only", default="", help="candidate names to keep, separated by semicolons (torch.relu always runs)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("launch_overhead needs a CUDA GPU")
         return 1
     x = torch.randn(N, device="cuda")
-    wanted = (lambda label: True) if not args.only else (lambda label: label in {"torch.relu", *args.only.split(",")})
+    wanted = (lambda label: True) if not args.only else (lambda label: label in {"torch.relu", *args.only.split(";")})
     candidates: dict[str, tuple[Callable[[], object], int]] = {"torch.relu": (lambda: torch.relu(x), 1)}
     candidates["kernelop"] = (kernelop_candidate(x), 1)
     if wanted(OWN_ORDER):
