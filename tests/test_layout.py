@@ -16,7 +16,8 @@ LAYERS: dict[str, set[str]] = {
     "pytorch": {"base", "dsl", "compiler", "plan", "cuda"},
     "trt": {"base", "dsl", "compiler", "plan", "cuda", "pytorch"},
     "frontend": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt"},
-    "cli": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt", "frontend"},
+    "export": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt", "frontend"},
+    "cli": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt", "frontend", "export"},
 }
 """Each layer and the layers it may import. ``kernelop/__init__.py`` and ``__main__.py`` sit on top."""
 BASE_MODULES = {"errors", "settings", "counters"}

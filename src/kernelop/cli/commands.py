@@ -1,8 +1,9 @@
-"""The ``kernelop`` command: ``demo``, ``compile FILE --name KERNEL``, ``cache info|clear``."""
+"""The ``kernelop`` command: ``demo``, ``compile FILE --name KERNEL``, ``cache info|clear``, ``export FILE --out DIR``."""
 from __future__ import annotations
 
 import argparse
 import re
+import runpy
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,6 +25,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     compile_cmd.add_argument("-I", dest="include", action="append", default=[], help="include directory")
     cache_cmd = commands.add_parser("cache", help="inspect or clear the compile cache")
     cache_cmd.add_argument("action", choices=["info", "clear"])
+    export_cmd = commands.add_parser("export", help="write the ops a Python file registers as a bundle: schemas, plans, CUBINs and PTX")
+    export_cmd.add_argument("file", type=Path, help="a Python file that registers kernelop ops when run")
+    export_cmd.add_argument("--out", type=Path, required=True, help="the bundle folder")
+    export_cmd.add_argument("--arch", action="append", default=[], help=f"target such as sm_90, repeatable (default: this GPU, else {DEFAULT_ARCH})")
+    export_cmd.add_argument("--op", action="append", default=[], help="an op to export, repeatable (default: every op the file registers)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo
@@ -31,7 +37,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_demo()
     if args.command == "compile":
         return _compile(args.file, args.name, args.arch, args.std, args.include)
+    if args.command == "export":
+        return _export(args.file, args.out, args.arch, args.op)
     return _cache(args.action)
+
+
+def _export(file: Path, out: Path, archs: list[str], ops: list[str]) -> int:
+    """Run ``file`` (it registers ops, as a user's module does), then export what it registered."""
+    from ..export.bundle import export_bundle
+    from ..frontend.registry import registered_ops
+
+    before = set(registered_ops())
+    try:
+        runpy.run_path(str(file), run_name="__kernelop_export__")
+        registered = sorted(set(registered_ops()) - before)
+        bundle = export_bundle(out, ops or registered, archs or None)
+    except (OSError, ValueError, TypeError, CompileError) as exc:
+        print(f"kernelop export: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {len(ops or registered)} ops to {bundle} ({', '.join(ops or registered)})")
+    return 0
 
 
 def _compile(file: Path, name: str, arch: Optional[str], std: str, include: list[str]) -> int:

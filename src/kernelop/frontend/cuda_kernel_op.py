@@ -89,7 +89,8 @@ def cuda_kernel_op(
         requires_output_allocator, priority, capability_validator, require_aot))
     torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl, autograd)
     trt_registration.register_tensorrt(where, plugin, torch_library)
-    record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None))
+    plan_launch = launched_from_plan and eager_fn is None and meta_fn is None
+    record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None, plan_launch))
     log.debug("registered %s%s", op_name, schema_text)
 
 

@@ -29,6 +29,7 @@ class Registration:
     plan: Optional[LaunchPlan]
     binaries: Optional[KernelBinaries]
     ptx: Optional[bytes]
+    plan_launch: bool = False  # kernelop's launcher, from the plan alone, is the op's CUDA impl
 
 
 _registry: dict[str, Registration] = {}

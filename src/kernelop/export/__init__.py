@@ -1,0 +1,1 @@
+"""Bundles of registered ops for deployment without kernelop: schemas, plans and binaries."""

@@ -1,0 +1,110 @@
+"""``export_bundle``: registered ops as a folder a process without kernelop can serve them from.
+
+A bundle holds, per op, its schema, its launch plan as plain data (``plan.serialize``), and for
+each template instantiation and each architecture asked for, the kernel's CUBIN, PTX and symbol.
+``manifest.json`` lists it all; binaries are files named by their content's digest. A native
+runtime reads the same manifest; ``kernels_for`` is the rule it follows for architectures.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import torch
+
+from ..compiler.target import target_arch
+from ..cuda.binaries import KernelBinaries
+from ..dsl.validate import check_arch
+from ..errors import Where
+from ..frontend.registry import Registration, registered_ops
+from ..plan.serialize import plan_to_data
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+def export_bundle(directory: os.PathLike | str, ops: Optional[Iterable[str]] = None, archs: Optional[Sequence[str]] = None) -> Path:
+    """Write ``ops`` (default: every op kernelop registered in this process) to ``directory``,
+    compiled for ``archs`` (default: this GPU's architecture, else the default one)."""
+    where = Where("export_bundle", str(directory))
+    archs = tuple(archs) if archs else (target_arch(None),)
+    for i, arch in enumerate(archs):
+        check_arch(where, f"archs[{i}]", arch)
+    registry = registered_ops()
+    names = sorted(registry) if ops is None else list(ops)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        where.fail(f"ops {unknown} were not registered by kernelop in this process (registered: {sorted(registry)})")
+    if not names:
+        where.fail("there are no ops to export; register them first (import the module that does)")
+    root = Path(directory)
+    (root / "kernels").mkdir(parents=True, exist_ok=True)
+    entries = [_op_entry(registry[name], archs, root) for name in names]
+    manifest = {"format": BUNDLE_FORMAT, "torch": torch.__version__, "archs": list(archs), "ops": entries}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return root
+
+
+def read_manifest(directory: os.PathLike | str) -> dict[str, Any]:
+    """A bundle's manifest, or ``ValueError`` saying what the folder holds instead."""
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"kernelop.read_manifest({directory}): no readable {MANIFEST} ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"kernelop.read_manifest({directory}): expected a bundle of format {BUNDLE_FORMAT} "
+                         f"(got {manifest.get('format') if isinstance(manifest, dict) else type(manifest).__name__!r})")
+    return manifest
+
+
+def kernels_for(entry: dict[str, Any], arch: str) -> list[dict[str, Any]]:
+    """An op's kernels built for ``arch``; a bundle built for other architectures is refused with
+    both named, never launched (a CUBIN runs only on the architecture it was built for)."""
+    kernels = [k for k in entry["kernels"] if k["arch"] == arch]
+    if not kernels:
+        built = sorted({k["arch"] for k in entry["kernels"]})
+        raise ValueError(f"kernelop.bundle({entry['name']}): built for {', '.join(built)}, but this GPU is {arch}; "
+                         f"export it again with --arch {arch}")
+    return kernels
+
+
+def _op_entry(registration: Registration, archs: Sequence[str], root: Path) -> dict[str, Any]:
+    where = Where("export_bundle", registration.op_name)
+    plan, binaries = registration.plan, registration.binaries
+    if not registration.plan_launch or plan is None or binaries is None:
+        where.fail("only ops kernelop launches from their plan can be exported (not ptx_op ops, eager_fn or "
+                   "meta_fn overrides, or Custom geometries): a process without Python cannot run those functions")
+    kernels = []
+    for key, arch in itertools.product(_instantiations(binaries), archs):
+        compiled = binaries.for_arch(arch, key)
+        kernels.append({
+            "dtypes": [str(d).removeprefix("torch.") for d in key],
+            "kernel_name": binaries.request_for(arch, key).kernel_name,
+            "symbol": compiled.lowered_name,
+            "arch": arch,
+            "cubin": _store(root, compiled.cubin, ".cubin"),
+            "ptx": _store(root, compiled.ptx, ".ptx"),
+        })
+    return {"name": registration.op_name, "schema": registration.schema, "plan": plan_to_data(plan), "kernels": kernels}
+
+
+def _instantiations(binaries: KernelBinaries) -> list[tuple]:
+    """Every dtype combination of a template's type parameters; ``[()]`` for a plain kernel."""
+    template = binaries.template
+    if template is None:
+        return [()]
+    return list(itertools.product(*(p.dtypes for p in template.type_params)))
+
+
+def _store(root: Path, data: bytes, suffix: str) -> str:
+    """Write ``data`` under its digest (written once, however many ops share it); its bundle path."""
+    name = f"kernels/{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+    path = root / name
+    if not path.exists():
+        path.write_bytes(data)
+    return name
