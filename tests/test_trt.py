@@ -1653,3 +1653,23 @@ def test_real_tensorrt_registers_scalar_specs_as_jit_plugins(op_name, register):
     plugin = QDP_REGISTRY[name]
     assert plugin.impl_func is not None and plugin.aot_impl_func is None
     assert list(plugin.input_attrs) == ["alpha"]
+
+
+def test_a_templated_kernel_s_aot_plugin_takes_the_instantiation_of_the_engine_s_dtypes(monkeypatch, op_name, register):
+    backend, trtp, _ = standin_backend()
+    monkeypatch.setattr(trt_registration, "load_backend", lambda: backend)
+    T = ttk.TypeParam("T", (torch.float32, torch.float16))
+    source = ("#include <cuda_fp16.h>\n"
+              "template <typename T> __global__ void copy_t(const T* x, int n, T* y) {\n"
+              "  int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = x[i]; }\n")
+    name = op_name("templated")
+    register(name, ttk.KernelSpec(source, "copy_t", template_args=(T,), inputs=[ttk.InputDecl("x", T)],
+                                  outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))], extras=[ttk.Numel("x")], geometry=ttk.Elementwise()))
+    binaries = ttk.registered_ops()[name].binaries
+    for dtype, trt_dtype in ((torch.float32, DataType.FLOAT), (torch.float16, DataType.HALF)):
+        built = trtp.build(name, [(4, 100)], [trt_dtype], {})
+        binary = binaries.for_arch(DEFAULT_ARCH, (dtype,))
+        assert (built.launch.kernel_name, built.launch.code) == (binary.lowered_name, binary.ptx)
+        assert built.out_dtypes == [trt_dtype] and built.launch.grid == (2, 1, 1)
+    with pytest.raises(TypeError, match=rf"kernelop.cuda_kernel_op\({name}\): argument 'x' has dtype torch.int32; the kernel's template parameter T is instantiated for float32, float16 \(as TensorRT gives it\)"):
+        trtp.build(name, [(4, 100)], [DataType.INT32], {})
