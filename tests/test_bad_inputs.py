@@ -84,3 +84,15 @@ def test_an_output_size_dividing_by_zero_or_negative_is_refused_by_the_fake_impl
         with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): output 'y' would have the shape (3, -2) for input shapes [(3, 1)]")):
             op_packet(name)(torch.empty(3, 1))
         assert op_packet(name)(torch.empty(8, 2)).shape == (4, 3)
+
+
+@pytest.mark.parametrize("schema, message", [
+    ("(Tensor(a) x) -> Tensor(a)", "schema arguments ['Tensor(a)'] do not match the declared inputs ['Tensor']"),
+    ("(Tensor x) -> Tensor(a)", "schema returns an alias of an argument; a kernelop op returns new tensors its kernel writes"),
+    ("(Tensor x) -> Tensor(b!)", "schema returns an alias of an argument"),
+])
+def test_a_schema_claiming_aliases_the_kernel_does_not_make_is_refused(schema, message, op_name, relu_spec, register, assert_left_nothing):
+    name = op_name("alias")
+    with pytest.raises(ValueError, match=re.escape(f"kernelop.cuda_kernel_op({name}): {message}")):
+        register(name, relu_spec(), schema=schema)
+    assert_left_nothing(name)

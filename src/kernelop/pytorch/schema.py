@@ -99,7 +99,8 @@ def _declared(argument: Any) -> str:
     optional = kind.startswith("Optional[")
     kind = kind[len("Optional["):-1] if optional else kind
     alias = argument.alias_info
-    return f"{kind}{'(a!)' if alias is not None and alias.is_write else ''}{'?' if optional else ''}"
+    annotation = "" if alias is None else "(a!)" if alias.is_write else "(a)"
+    return f"{kind}{annotation}{'?' if optional else ''}"
 
 
 def mutates_arguments(parsed: Any) -> bool:
@@ -109,5 +110,8 @@ def mutates_arguments(parsed: Any) -> bool:
 def check_returns_tensors(where: Where, parsed: Any) -> None:
     if not parsed.returns and not mutates_arguments(parsed):
         where.fail(f"schema must return at least one Tensor or mutate an argument; a kernel writes its outputs (schema: {parsed})")
+    aliased = [str(r.type) for r in parsed.returns if r.alias_info is not None]
+    if aliased:
+        where.fail(f"schema returns an alias of an argument; a kernelop op returns new tensors its kernel writes (schema: {parsed})")
     if any(str(r.type) != "Tensor" for r in parsed.returns):
         where.fail(f"schema must return only Tensors (schema: {parsed})")
