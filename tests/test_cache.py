@@ -283,3 +283,16 @@ def test_concurrent_writers_leave_one_valid_entry(cache: KernelCache) -> None:
     before = COMPILE_COUNTER.count
     assert compile_cached(REQUEST, cache).lowered_name == "my_relu"
     assert COMPILE_COUNTER.count == before
+
+
+def test_a_source_whose_other_kernels_do_not_lower_still_hits_a_warm_cache(tmp_path: Path, caplog) -> None:
+    """``inner`` sits in a namespace, so NVRTC cannot lower it by that name: the kernel is compiled
+    alone, and stored where the next process looks."""
+    source = 'namespace ns { __global__ void inner(float* y) {} }\nextern "C" __global__ void k(float* y) { y[0] = 1.f; }\n'
+    request = CompileRequest(source, "k", "sm_90", companions=("inner", "k"))
+    before = COMPILE_COUNTER.count
+    first = compile_cached(request, KernelCache(tmp_path))
+    assert COMPILE_COUNTER.count == before + 2  # the shared run fails on ``inner``, then ``k`` alone
+    with caplog.at_level(logging.WARNING):
+        again = compile_cached(request, KernelCache(tmp_path))
+    assert COMPILE_COUNTER.count == before + 2 and again == first and "does not describe" not in caplog.text

@@ -195,3 +195,31 @@ def test_backward_mistakes_are_named(op_name, register, assert_left_nothing):
     x = torch.empty(2, device="meta", requires_grad=True)
     with pytest.raises(ValueError, match=re.escape(f"kernelop.call({name}): backward must return a dict by input name or one gradient per input ['x', 'y', 'a', 'b']")):
         op_packet(name)(x, x, 1.0, 1.0).sum().backward()
+
+
+def test_an_initialised_output_has_no_tensorrt_plugin_and_no_meta_fn(op_name, register, assert_left_nothing, monkeypatch, caplog):
+    from kernelop.trt.decision import plan_problems
+
+    name = op_name("row_sums")
+    register(name, row_sums_spec())
+    assert plan_problems(ttk.registered_ops()[name].plan) == [
+        "outputs ['out'] are initialised before the launch (init=), which TensorRT's output buffers are not"]
+    other = op_name("row_sums")
+    with pytest.raises(ValueError, match=re.escape(f"kernelop.cuda_kernel_op({other}): outputs[0].init is given with meta_fn=")):
+        register(other, row_sums_spec(), meta_fn=lambda x: x.new_zeros(x.shape[0]))
+    assert_left_nothing(other)
+
+
+def test_an_optional_input_is_never_a_shape_or_dtype_source(op_name, relu_spec, register, assert_left_nothing):
+    source = 'extern "C" __global__ void k(const float* b, const float* x, int n, float* y) {}\n'
+    inputs = [ttk.InputDecl("b", optional=True), ttk.InputDecl("x")]
+    name = op_name("optional")
+    register(name, relu_spec(kernel_source=source, kernel_name="k", inputs=inputs, extras=[ttk.Numel("x")],
+                             outputs=[ttk.OutputDecl("y", ttk.SameAs("x"))]))
+    with FakeTensorMode():
+        assert op_packet(name)(None, torch.empty(3, dtype=torch.float32)).dtype == torch.float32  # x's dtype, not b's
+    bad = op_name("optional")
+    with pytest.raises(ValueError, match=re.escape(f"kernelop.cuda_kernel_op({bad}): outputs[0].shape.input_idx refers to optional input 'b'")):
+        register(bad, relu_spec(kernel_source=source, kernel_name="k", inputs=inputs, extras=[ttk.Numel("x")],
+                                outputs=[ttk.OutputDecl("y", ttk.SameAs(0))]))
+    assert_left_nothing(bad)

@@ -65,3 +65,14 @@ def test_a_custom_geometry_has_no_plain_form(op_name, relu_spec, register):
     register(op, relu_spec(geometry=ttk.Custom(lambda inputs, outputs, tactic: None)), eager_fn=lambda x: x, aot_fn=None)
     with pytest.raises(ValueError, match=rf"kernelop.serialize\({op}\): geometry Custom is Python code"):
         plan_to_data(ttk.registered_ops()[op].plan)
+
+
+def test_a_missing_field_is_a_value_error_and_non_finite_floats_stay_json(op_name, register):
+    with pytest.raises(ValueError, match=r"kernelop.serialize: Param cannot be built from its fields"):
+        plan_from_data({"kernelop-plan": FORMAT, "plan": {"type": "Param", "fields": {}}})
+    spec = row_sums_spec()
+    spec.outputs = [ttk.OutputDecl("out", (ttk.dim("x", 0),), init=float("-inf"))]
+    op = op_name("row_max")
+    register(op, spec)
+    plan = ttk.registered_ops()[op].plan
+    assert plan_from_data(json.loads(json.dumps(plan_to_data(plan), allow_nan=False))) == plan

@@ -52,8 +52,8 @@ def _export(file: Path, out: Path, archs: list[str], ops: list[str]) -> int:
         runpy.run_path(str(file), run_name="__kernelop_export__")
         registered = sorted(set(registered_ops()) - before)
         bundle = export_bundle(out, ops or registered, archs or None)
-    except (OSError, ValueError, TypeError, CompileError) as exc:
-        print(f"kernelop export: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the user's file may raise anything; say it in one line
+        print(f"kernelop export: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"exported {len(ops or registered)} ops to {bundle} ({', '.join(ops or registered)})")
     return 0

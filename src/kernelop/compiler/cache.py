@@ -6,6 +6,7 @@ bad CUBIN loaded into a GPU fails far from its cause.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -129,23 +130,29 @@ def compile_cached(
     """Return the cached kernel for ``request``, compiling (and storing) it on a miss."""
     if not cache.enabled:
         return nvrtc.compile_kernel(request, op_name)
-    key = cache.key(request)
-    cached = cache.get(key)
-    if cached is not None:  # stored by any kernel of the same source: seen as this one's
-        mine = cached.for_kernel(request.kernel_name)
-        problem = "it does not lower this kernel" if mine is None else entry_mismatch(mine, request)
+    alone = dataclasses.replace(request, companions=())
+    candidates = (request, alone) if request.companions else (request,)
+    for candidate in candidates:  # the source's shared run, else (its companions failed) the kernel alone
+        key = cache.key(candidate)
+        cached = cache.get(key)
+        if cached is None:
+            continue
+        mine = cached.for_kernel(request.kernel_name)  # stored by any kernel of the same source
+        problem = "it does not lower this kernel" if mine is None else entry_mismatch(mine, candidate)
         if problem is None:
             return mine
         _LOG.warning("kernelop cache: entry %s does not describe %s (%s); compiling instead", key, request.kernel_name, problem)
     kernel = nvrtc.compile_kernel(request, op_name)
-    cache.put(key, kernel)
+    lowered_all = {name for name, _ in kernel.lowered_names} >= set(request.name_expressions)
+    cache.put(cache.key(request if lowered_all else alone), kernel)
     return kernel
 
 
 def entry_mismatch(kernel: CompiledKernel, request: CompileRequest) -> str | None:
     """Why a verified entry is not what ``request`` compiles to, or None. Checksums prove an entry
-    whole, not whose it is: these catch one copied under another key, short of a forgery crafted
-    for this very kernel (which the private cache folder is there to prevent)."""
+    whole, not whose it is: these catch another compile's binary put under this key with its
+    header rewritten, short of a forgery crafted for this very kernel (which the private cache
+    folder is there to prevent)."""
     if kernel.arch != request.arch:
         return f"compiled for {kernel.arch}, not {request.arch}"
     if kernel.options != nvrtc.build_options(request):

@@ -47,7 +47,7 @@ class KernelBinaries:
         self.default_key: tuple = self.template.default_key if self.template is not None else ()
         self._binaries: dict[tuple, CompiledKernel] = {(request.arch, self.default_key): compiled} if compiled is not None else {}
         self._functions: dict[tuple, LoadedFunction] = {}
-        self._refusal: Optional[ValueError] = None  # a signature mismatch holds on every device
+        self._refusals: dict[tuple, ValueError] = {}  # per instantiation: a signature mismatch holds on every device
         self._lock = threading.Lock()
 
     def request_for(self, arch: str, key: Optional[tuple] = None) -> CompileRequest:
@@ -71,8 +71,8 @@ class KernelBinaries:
         fn = self._functions.get((device_index, key))
         if fn is None:
             with self._lock:
-                if self._refusal is not None:
-                    raise self._refusal
+                if key in self._refusals:
+                    raise self._refusals[key]
                 fn = self._functions.get((device_index, key))
                 if fn is None:
                     arch = device_arch(device_index)
@@ -82,7 +82,7 @@ class KernelBinaries:
                         try:
                             check_param_layout(Where("call", self.op_name), self.request_for(arch, key).kernel_name, fn, self.plan)
                         except ValueError as exc:
-                            self._refusal = exc
+                            self._refusals[key] = exc
                             raise
                     self._functions[(device_index, key)] = fn
         return fn

@@ -145,6 +145,8 @@ def resolve_tensor(where: Where, spec: KernelSpec, field_name: str, ref: object)
                 f"{field_name} is out of range (got {ref}; tensor inputs are {names}, "
                 "scalar inputs are not counted). Prefer the input's name."
             )
+        if names[ref] not in required_tensor_names(spec):
+            where.fail(f"{field_name} refers to optional input {names[ref]!r}, which may be None; refer to a required tensor input")
         return ref
     if isinstance(ref, str):
         if ref in names and ref not in required_tensor_names(spec):
@@ -325,6 +327,8 @@ def _check_outputs(where: Where, spec: KernelSpec, seen: dict[str, str], has_met
             check_flag(where, f"{field_name}.shape.keepdim", out.shape.keepdim)
         if out.dtype_from is not None and out.dtype_from not in names:
             where.fail(f"{field_name}.dtype_from names unknown tensor input {out.dtype_from!r} (tensor inputs are {names})")
+        if out.init is not None and has_meta_fn:
+            where.fail(f"{field_name}.init is given with meta_fn=, which allocates the outputs; initialise them in meta_fn instead")
         _check_init(where, spec, field_name, out)
 
 
@@ -338,7 +342,7 @@ def _check_init(where: Where, spec: KernelSpec, field_name: str, out: OutputDecl
         where.fail(f"{field_name}.init must be a number to fill with or an input's name to copy (got {init!r})", TypeError)
     resolve_tensor(where, spec, f"{field_name}.init", init)
     same_shape = isinstance(out.shape, SameAs) and out.shape.input_idx in (init, tensor_names(spec).index(init))
-    same_dtype = (out.dtype_from or tensor_names(spec)[0]) == init
+    same_dtype = (out.dtype_from or required_tensor_names(spec)[0]) == init
     if not (same_shape and same_dtype):
         where.fail(f"{field_name}.init copies input {init!r}, so the output must have its shape and dtype: "
                    f"declare shape=SameAs({init!r}) and dtype_from={init!r}")

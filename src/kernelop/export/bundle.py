@@ -45,7 +45,7 @@ def export_bundle(directory: os.PathLike | str, ops: Optional[Iterable[str]] = N
     (root / "kernels").mkdir(parents=True, exist_ok=True)
     entries = [_op_entry(registry[name], archs, root) for name in names]
     manifest = {"format": BUNDLE_FORMAT, "torch": torch.__version__, "archs": list(archs), "ops": entries}
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    _write_atomically(root / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False).encode())
     return root
 
 
@@ -105,6 +105,12 @@ def _store(root: Path, data: bytes, suffix: str) -> str:
     """Write ``data`` under its digest (written once, however many ops share it); its bundle path."""
     name = f"kernels/{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
     path = root / name
-    if not path.exists():
-        path.write_bytes(data)
+    if not (path.is_file() and path.read_bytes() == data):  # a file left by an interrupted export is replaced
+        _write_atomically(path, data)
     return name
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)

@@ -82,7 +82,8 @@ def _extra_rule(extra: Any) -> ExtraRule:
 
 
 def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any) -> OutputRule:
-    dtype_source = 0 if out.dtype_from is None else resolve_tensor(where, spec, f"outputs[{i}].dtype_from", out.dtype_from)
+    first_required = next(p.tensor_index for p in params_of(spec) if p.is_tensor and not p.optional)
+    dtype_source = first_required if out.dtype_from is None else resolve_tensor(where, spec, f"outputs[{i}].dtype_from", out.dtype_from)
     copy_of = resolve_tensor(where, spec, f"outputs[{i}].init", out.init) if isinstance(out.init, str) else None
     init = None if copy_of is not None else out.init
     if not isinstance(out.shape, (SameAs, ReduceDims)):

@@ -8,6 +8,7 @@ plain form.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -47,6 +48,8 @@ def plan_from_data(data: dict[str, Any]) -> LaunchPlan:
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}  # JSON has no inf or nan
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (tuple, list)):
@@ -67,6 +70,8 @@ def _decode(value: Any) -> Any:
         return value
     if isinstance(value, list):
         return tuple(_decode(v) for v in value)
+    if isinstance(value, dict) and set(value) == {"float"} and value["float"] in ("inf", "-inf", "nan"):
+        return float(value["float"])
     if isinstance(value, dict) and set(value) == {"dtype"} and value["dtype"] in _DTYPES:
         return _DTYPES[value["dtype"]]
     if isinstance(value, dict) and set(value) == {"py_type"} and value["py_type"] in _PY_TYPES:
@@ -76,6 +81,8 @@ def _decode(value: Any) -> Any:
         known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
         if not set(value["fields"]) <= known:
             raise ValueError(f"kernelop.serialize: {cls.__name__} has no fields {sorted(set(value['fields']) - known)}")
-        return cls(**{k: _decode(v) for k, v in value["fields"].items()})
+        try:
+            return cls(**{k: _decode(v) for k, v in value["fields"].items()})
+        except TypeError as exc:  # a field missing
+            raise ValueError(f"kernelop.serialize: {cls.__name__} cannot be built from its fields ({exc})") from None
     raise ValueError(f"kernelop.serialize: not a plan value: {value!r:.200}")
-

@@ -58,6 +58,15 @@ def aot_layout_problem(plan: LaunchPlan) -> Optional[str]:
     return None
 
 
+def plan_problems(plan: LaunchPlan) -> List[str]:
+    """What a TensorRT plugin cannot do that the plan asks for: outputs set before the launch
+    (TensorRT hands the kernel uninitialised buffers)."""
+    initialised = [r.name for r in plan.outputs or () if r.init is not None or r.copy_of is not None]
+    if initialised:
+        return [f"outputs {initialised} are initialised before the launch (init=), which TensorRT's output buffers are not"]
+    return []
+
+
 def check_require_aot(where: Where, path: PluginPath, require_aot: object) -> None:
     """``require_aot=True`` refuses a spec whose TensorRT plugin would be JIT, with or without TensorRT."""
     check_flag(where, "require_aot", require_aot)

@@ -6,7 +6,7 @@ from typing import Any, Optional
 from ..errors import Where
 from .backend import Backend, PluginRequest, PreparedPlugin
 from .builder import PluginBuilder
-from .decision import PluginPath, aot_layout_problem, schema_problems
+from .decision import PluginPath, aot_layout_problem, plan_problems, schema_problems
 from .status import skip_notice, tensorrt_status
 
 log = logging.getLogger("kernelop")
@@ -31,7 +31,7 @@ def prepare_tensorrt(where: Where, request: PluginRequest, backend: Optional[Bac
     TensorRT side is skipped, with a log line saying why, and the PyTorch op still registers.
     ``require_aot=True`` refuses both. Any other problem raises ``ValueError`` naming the op.
     """
-    problems = schema_problems(request.schema)
+    problems = schema_problems(request.schema) + (plan_problems(request.plan) if request.plan is not None else [])
     path = request.path
     layout_problem = aot_layout_problem(request.plan) if path.source == "plan" and request.plan is not None else None
     if layout_problem is not None:
