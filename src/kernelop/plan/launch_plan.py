@@ -14,11 +14,10 @@ from typing import Any, Optional, Union
 import torch
 
 from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, Size, SizeLike
-from ..dsl.spec import Custom, Divisible, Elementwise, InRange, Launch, Reduction
+from ..dsl.spec import Custom, Divisible, Elementwise, InRange, Launch, Reduction, TypeParam
 from ..errors import Where
-from ..dsl.spec import TypeParam
-from .template import TemplatePlan
 from .expr import INPUT, OUTPUT, Add, CeilDiv, Const, Dim, Expr, FloorDiv, Max, Min, Mul, Sub, product
+from .template import TemplatePlan
 
 SCHEMA_TYPES = {float: "float", int: "int", bool: "bool"}
 _BINARY = {"+": Add, "-": Sub, "*": Mul, "//": FloorDiv, "cdiv": CeilDiv, "min": Min, "max": Max}

@@ -41,17 +41,15 @@ def autograd_functions(where: Where, plan: LaunchPlan, schema: Any, backward: Ca
     if plan.mutated:
         where.fail(f"backward= is given but the op writes {[p.name for p in plan.mutated]} in place; "
                    "autograd needs an op that only returns its results")
-    inputs = [a.name for a in schema.arguments]
+    input_names = [a.name for a in schema.arguments]
     outputs = [r.name for r in plan.outputs] if plan.outputs is not None else [f"out{k}" for k in range(len(schema.returns))]
-    known = inputs + outputs
+    known = input_names + outputs
     unknown = [n for n in save if n not in known]
     if unknown:
         where.fail(f"save names {unknown}, which are not inputs or outputs of the op (they are {known})")
 
-    names = inputs
-
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:  # torch passes these by keyword
-        values = dict(zip(names, inputs))
+        values = dict(zip(input_names, inputs))
         values.update(zip(outputs, output if isinstance(output, tuple) else (output,)))
         tensors = [n for n in save if isinstance(values[n], torch.Tensor)]
         ctx.save_for_backward(*(values[n] for n in tensors))
@@ -60,7 +58,7 @@ def autograd_functions(where: Where, plan: LaunchPlan, schema: Any, backward: Ca
     def backward_impl(ctx: Any, *grads: Any) -> tuple:
         tensors, others = ctx.kernelop_saved
         saved = SimpleNamespace(**others, **dict(zip(tensors, ctx.saved_tensors)))
-        return _gradients(Where("call", where.op), names, backward(saved, *grads))
+        return _gradients(Where("call", where.op), input_names, backward(saved, *grads))
 
     return AutogradFunctions(backward_impl, setup_context)
 
