@@ -80,3 +80,18 @@ def test_kernelop_export_runs_a_file_and_writes_what_it_registered(tmp_path):
     assert "exported 1 ops" in result.stdout
     (entry,) = read_manifest(out)["ops"]
     assert entry["name"] == "exportcli::add_bias" and entry["schema"].startswith("(Tensor(a0!) x, Tensor? bias")
+
+
+def test_a_manifest_pointing_outside_its_bundle_is_refused(op_name, register, tmp_path):
+    name = op_name("axpby")
+    register(name, axpby_spec())
+    export_bundle(tmp_path, [name], ["sm_90"])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["ops"][0]["kernels"][0]["cubin"] = "../../etc/passwd"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=re.escape(f"op {name}: cubin path '../../etc/passwd' is not a file of the bundle's kernels/ folder")):
+        read_manifest(tmp_path)
+    del manifest["ops"][0]["kernels"][0]["symbol"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=re.escape(f"op {name}: a kernel entry lacks one of")):
+        read_manifest(tmp_path)

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -59,7 +60,29 @@ def read_manifest(directory: os.PathLike | str) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"kernelop.read_manifest({directory}): expected a bundle of format {BUNDLE_FORMAT} "
                          f"(got {manifest.get('format') if isinstance(manifest, dict) else type(manifest).__name__!r})")
+    for entry in manifest.get("ops", ()):
+        problem = _entry_problem(entry)
+        if problem is not None:
+            raise ValueError(f"kernelop.read_manifest({directory}): {problem}")
     return manifest
+
+
+_KERNEL_KEYS = {"dtypes", "kernel_name", "symbol", "arch", "cubin", "ptx"}
+_BINARY_PATH = re.compile(r"kernels/[0-9a-f]{32}\.(cubin|ptx)")
+
+
+def _entry_problem(entry: Any) -> Optional[str]:
+    """What makes an op entry unreadable: missing fields, or a binary path outside ``kernels/``
+    (a reader must never be sent elsewhere on the disk)."""
+    if not (isinstance(entry, dict) and {"name", "schema", "plan", "kernels"} <= set(entry) and isinstance(entry["kernels"], list)):
+        return f"an op entry lacks name, schema, plan or kernels ({str(entry)[:120]})"
+    for kernel in entry["kernels"]:
+        if not (isinstance(kernel, dict) and _KERNEL_KEYS <= set(kernel)):
+            return f"op {entry['name']}: a kernel entry lacks one of {sorted(_KERNEL_KEYS)}"
+        for field in ("cubin", "ptx"):
+            if not (isinstance(kernel[field], str) and _BINARY_PATH.fullmatch(kernel[field])):
+                return f"op {entry['name']}: {field} path {kernel[field]!r} is not a file of the bundle's kernels/ folder"
+    return None
 
 
 def kernels_for(entry: dict[str, Any], arch: str) -> list[dict[str, Any]]:
