@@ -81,7 +81,7 @@ class KernelCache:
         data = encode_entry(key, kernel)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # entries are 0600 (mkstemp)
-            _write_atomically(path, data)
+            write_atomically(path, data)
         except OSError as error:
             _LOG.warning("kernelop cache: cannot write %s (%s); continuing without it", path, error)
 
@@ -322,13 +322,15 @@ def _text(value: object) -> str:
     return value
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync it, then rename it over ``path``."""
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write to a temp file beside ``path``, fsync it, then rename it over ``path``: readers see
+    the old file or the whole new one. ``mode``: private by default, as cache entries are."""
     descriptor, temp_name = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.stem}.", suffix=_TEMP_SUFFIX
     )
     try:
         with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
+from ..compiler.cache import write_atomically
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
 from ..dsl.validate import check_arch
@@ -46,7 +47,7 @@ def export_bundle(directory: os.PathLike | str, ops: Optional[Iterable[str]] = N
     (root / "kernels").mkdir(parents=True, exist_ok=True)
     entries = [_op_entry(registry[name], archs, root) for name in names]
     manifest = {"format": BUNDLE_FORMAT, "torch": torch.__version__, "archs": list(archs), "ops": entries}
-    _write_atomically(root / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False).encode())
+    write_atomically(root / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False).encode(), mode=0o644)
     return root
 
 
@@ -129,11 +130,5 @@ def _store(root: Path, data: bytes, suffix: str) -> str:
     name = f"kernels/{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
     path = root / name
     if not (path.is_file() and path.read_bytes() == data):  # a file left by an interrupted export is replaced
-        _write_atomically(path, data)
+        write_atomically(path, data, mode=0o644)  # a bundle is shipped: readable by the processes that serve it
     return name
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)

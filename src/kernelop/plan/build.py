@@ -22,7 +22,8 @@ def build_plan(op_name: str, spec: KernelSpec, num_outputs: int) -> LaunchPlan:
     params = params_of(spec)
     outputs = None
     if spec.outputs is not None:
-        outputs = tuple(_output_rule(where, spec, i, out) for i, out in enumerate(spec.outputs))
+        first_required = next(p.tensor_index for p in params if p.is_tensor and not p.optional)  # the default dtype source
+        outputs = tuple(_output_rule(where, spec, i, out, first_required) for i, out in enumerate(spec.outputs))
         num_outputs = len(outputs)
     extras = tuple(_extra_rule(extra) for extra in spec.extras)
     seed_layout = (
@@ -81,8 +82,7 @@ def _extra_rule(extra: Any) -> ExtraRule:
     return ExtraRule(f"{extra.input_name}.shape[{extra.dim}]", dim(extra.input_name, extra.dim))
 
 
-def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any) -> OutputRule:
-    first_required = next(p.tensor_index for p in params_of(spec) if p.is_tensor and not p.optional)
+def _output_rule(where: Where, spec: KernelSpec, i: int, out: Any, first_required: int) -> OutputRule:
     dtype_source = first_required if out.dtype_from is None else resolve_tensor(where, spec, f"outputs[{i}].dtype_from", out.dtype_from)
     copy_of = resolve_tensor(where, spec, f"outputs[{i}].init", out.init) if isinstance(out.init, str) else None
     init = None if copy_of is not None else out.init
