@@ -75,7 +75,7 @@ def test_kernelop_export_runs_a_file_and_writes_what_it_registered(tmp_path):
     )
     out = tmp_path / "bundle"
     result = subprocess.run([sys.executable, "-m", "kernelop", "export", str(script), "--out", str(out), "--arch", "sm_90"],
-                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "KERNELOP_CACHE_DIR": str(tmp_path / "cache")})
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src"), "KERNELOP_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     assert "exported 1 ops" in result.stdout
     (entry,) = read_manifest(out)["ops"]
