@@ -1,6 +1,9 @@
 """Host time per call of a tiny op (relu over 1024 float32), all candidates interleaved.
 
-Candidates: torch.relu; the kernelop op; the same relu written as existing kernels often are
+Candidates: torch.relu; the kernelop op (on the native runtime where it builds); the same op kept
+on the Python call path; ``torch.ops.aten.relu.default``; a model compiled with
+``torch.compile(cpp_wrapper=True)`` around the kernelop relu, and the same model around
+torch.relu (Inductor fuses that one into its own kernel); the same relu written as existing kernels often are
 (output first, sizes after the pointers, a 2-D grid of 32x8 blocks) and registered with
 ``param_order`` and a ``Launch`` geometry; the relu as a template whose instantiation each call
 picks from the input's dtype; the torch_tensorrt.kernels-style eager path (a
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import gc
 import statistics
 import sys
@@ -25,8 +29,10 @@ from typing import Callable, Optional
 import torch
 
 import kernelop as ttk
+from kernelop import settings
 from kernelop.compiler import nvrtc
 from kernelop.cuda import driver
+from kernelop.native import runtime as native_runtime
 
 RELU = r"""
 extern "C" __global__ void my_relu(const float* x, int n, float* y) {
@@ -50,14 +56,19 @@ __global__ void relu_t(const T* x, int n, T* y) {
 """
 N = 1024
 BLOCK = 256
+PYTHON_PATH = "kernelop, Python call path"
+ATEN_OP = "torch.ops.aten.relu.default"
+WRAPPED_KERNELOP = "cpp_wrapper model: kernelop relu, then -(-y)"
+WRAPPED_ATEN = "cpp_wrapper model: torch.relu, then -(-y)"
 OWN_ORDER = "kernelop, own order + 2-D Launch"
 TEMPLATED = "kernelop, relu<T> chosen by dtype"
 GRAPH_LAUNCHES = 100
 
 
-def kernelop_candidate(x: torch.Tensor) -> Callable[[], object]:
+def kernelop_candidate(x: torch.Tensor, name: str = "relu") -> Callable[[], object]:
+    """The seed relu as a kernelop op (on the native runtime where it builds)."""
     ttk.cuda_kernel_op(
-        "bench::relu",
+        f"bench::{name}",
         ttk.KernelSpec(
             kernel_source=RELU,
             kernel_name="my_relu",
@@ -67,8 +78,23 @@ def kernelop_candidate(x: torch.Tensor) -> Callable[[], object]:
             geometry=ttk.Elementwise(block=(BLOCK,)),
         ),
     )
-    op = torch.ops.bench.relu
+    op = getattr(torch.ops.bench, name)
     return lambda: op(x)
+
+
+def python_path_candidate(x: torch.Tensor) -> Callable[[], object]:
+    """The same op kept on the Python launcher."""
+    settings.SETTINGS = dataclasses.replace(settings.SETTINGS, native_runtime=False)
+    try:
+        return kernelop_candidate(x, "relu_python")
+    finally:
+        settings.SETTINGS = dataclasses.replace(settings.SETTINGS, native_runtime=True)
+
+
+def cpp_wrapper_candidate(x: torch.Tensor, relu: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], object]:
+    """A compiled model (C++ wrapper) of the relu and an elementwise tail Inductor generates."""
+    model = torch.compile(lambda t: -(-relu(t)), fullgraph=True, options={"cpp_wrapper": True})
+    return lambda: model(x)
 
 
 def own_order_candidate(x: torch.Tensor) -> Callable[[], object]:
@@ -199,6 +225,11 @@ def graph_candidate(x: torch.Tensor) -> Callable[[], object]:
     return graph.replay
 
 
+def module_loads() -> int:
+    native = native_runtime.runtime()
+    return driver.MODULE_LOAD_COUNTER.count + (native.module_loads if native is not None else 0)
+
+
 def time_per_call(fn: Callable[[], object], calls: int, per_call_launches: int = 1) -> float:
     """Host time per launch, the collector paused so that no candidate pays for another's garbage."""
     torch.cuda.synchronize()
@@ -238,6 +269,11 @@ def main() -> int:
     wanted = (lambda label: True) if not args.only else (lambda label: label in {"torch.relu", *args.only.split(";")})
     candidates: dict[str, tuple[Callable[[], object], int]] = {"torch.relu": (lambda: torch.relu(x), 1)}
     candidates["kernelop"] = (kernelop_candidate(x), 1)
+    for label, make in ((PYTHON_PATH, python_path_candidate), (ATEN_OP, lambda t: (lambda: torch.ops.aten.relu.default(t))),
+                        (WRAPPED_KERNELOP, lambda t: cpp_wrapper_candidate(t, torch.ops.bench.relu)),
+                        (WRAPPED_ATEN, lambda t: cpp_wrapper_candidate(t, torch.relu))):
+        if wanted(label):
+            candidates[label] = (make(x), 1)
     if wanted(OWN_ORDER):
         candidates[OWN_ORDER] = (own_order_candidate(x), 1)
     if wanted(TEMPLATED):
@@ -265,7 +301,7 @@ def main() -> int:
         out = fn()
         if isinstance(out, torch.Tensor):
             torch.testing.assert_close(out.reshape(x.shape), torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
-    compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
+    compiles, loads = nvrtc.COMPILE_COUNTER.count, module_loads()
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
     for _ in range(args.rounds):
@@ -273,18 +309,23 @@ def main() -> int:
             calls = max(args.calls // launches, 10)
             samples[label].append(time_per_call(fn, calls, launches))
 
-    assert (nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count) == (compiles, loads), "compile or load after warm-up"
+    assert (nvrtc.COMPILE_COUNTER.count, module_loads()) == (compiles, loads), "compile or load after warm-up"
     medians = {label: statistics.median(values) for label, values in samples.items()}
     base = medians["torch.relu"]
     backend = driver.launch_backend()
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.rounds} rounds x {args.calls} calls, relu over {N} float32")
-    print(f"kernelop launch path: {backend.name} ({backend.reason})")
+    native = native_runtime.runtime()
+    print(f"kernelop call path: {'native runtime' if native is not None else 'Python'}; Python path's launch: {backend.name} ({backend.reason})")
     print(f"{'candidate':58s} {'us/call':>9s} {'IQR':>6s} {'vs torch.relu':>14s}")
     for label, values in samples.items():
         low, _, high = statistics.quantiles(values, n=4)
         print(f"{label:58s} {medians[label]:9.2f} {high - low:6.2f} {medians[label] / base:13.2f}x")
     print("\nRatios paired within each round (median, and the middle half of rounds):")
     print(paired_ratio(samples, "kernelop", "torch.relu"))
+    for numerator, denominator in ((PYTHON_PATH, "torch.relu"), (ATEN_OP, "torch.relu"), ("kernelop", PYTHON_PATH),
+                                   (WRAPPED_KERNELOP, WRAPPED_ATEN)):
+        if numerator in samples and denominator in samples:
+            print(paired_ratio(samples, numerator, denominator))
     if OWN_ORDER in samples:
         print(paired_ratio(samples, OWN_ORDER, "torch.relu"))
         print(paired_ratio(samples, OWN_ORDER, "kernelop"))

@@ -12,7 +12,7 @@ freed, and the main thread synchronises and samples ``torch.cuda.memory_allocate
 
 It fails (exit status 1) on a wrong result, an unexpected error or refusal, an accepted invalid
 call, memory that grows by more than ``--memory-margin-mib`` after the warm-up, an NVRTC compile
-(``kernelop.compiler.nvrtc.COMPILE_COUNTER``) or module load (``kernelop.cuda.driver.MODULE_LOAD_COUNTER``)
+(``kernelop.compiler.nvrtc.COMPILE_COUNTER``) or module load (by the Python launcher or the native runtime)
 after the warm-up, or a thread that stops answering (a hung call).
 
     PYTHONPATH=src python benchmarks/soak.py --seconds 570 --threads 4
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the ca
 from kernelop.compiler import nvrtc  # noqa: E402
 from kernelop.compiler.cache import KernelCache  # noqa: E402
 from kernelop.cuda import driver  # noqa: E402
+from kernelop.native import runtime as native_runtime  # noqa: E402
 from test_gpu_call_fuzz import Draw, RegisteredOp, describe, refusal_problem, register_ops, relayout_args, result_problem  # noqa: E402
 
 MIB = 1 << 20
@@ -208,7 +209,8 @@ def memory_verdict(samples: list[tuple[float, int]], options: argparse.Namespace
 
 
 def counts() -> tuple[int, int]:
-    return nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
+    native = native_runtime.runtime()
+    return nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count + (native.module_loads if native is not None else 0)
 
 
 def soak(ops: list[RegisteredOp], options: argparse.Namespace) -> int:

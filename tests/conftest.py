@@ -5,6 +5,7 @@ Ops registered with torch live for the whole process, so every test takes a fres
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from typing import Callable
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import kernelop as ttk
+from kernelop import settings
 from kernelop.compiler.cache import KernelCache
 from kernelop.cuda import driver
 
@@ -148,9 +150,25 @@ def assert_left_nothing() -> Callable[[str], None]:
 
 @pytest.fixture(params=["native", "cuda-bindings"])
 def launch_path(request, monkeypatch):
-    """Each launch path in turn, for ops registered (and first called) within the test."""
+    """Each launch path of the Python launcher in turn, for ops registered (and first called)
+    within the test (so these ops are kept off the native runtime)."""
+    monkeypatch.setattr(settings, "SETTINGS", dataclasses.replace(settings.SETTINGS, native_runtime=False))
     if request.param == "cuda-bindings":
         monkeypatch.setattr(driver, "_backend", driver.LaunchBackend("cuda-bindings", driver.bindings_launch, "test"))
     elif driver.launch_backend().name != "native":
         pytest.skip(f"the native launch is not available here: {driver.launch_backend().reason}")
     return request.param
+
+
+def module_loads() -> int:
+    """CUDA modules loaded so far, by the Python launcher and by the native runtime."""
+    from kernelop.native import runtime as native_runtime
+
+    loaded = native_runtime.runtime()
+    return driver.MODULE_LOAD_COUNTER.count + (loaded.module_loads if loaded is not None else 0)
+
+
+@pytest.fixture
+def python_path(monkeypatch):
+    """Ops registered under this fixture stay on the Python launcher."""
+    monkeypatch.setattr(settings, "SETTINGS", dataclasses.replace(settings.SETTINGS, native_runtime=False))

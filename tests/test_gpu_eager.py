@@ -15,6 +15,7 @@ from kernelop.compiler import nvrtc
 from kernelop.cuda import driver
 from kernelop.compiler.cache import KernelCache
 from kernelop.cli.examples import RELU, ROW_SUM
+from conftest import module_loads
 
 pytestmark = [
     pytest.mark.gpu,
@@ -313,14 +314,14 @@ def test_no_compile_or_module_load_after_warm_up(cache):
     op = relu_op(cache)
     x = torch.randn(512, device="cuda")
     op(x)
-    compiles, loads = nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count
+    compiles, loads = nvrtc.COMPILE_COUNTER.count, module_loads()
     for shape in [(512,), (3, 7), (2, 2, 2)]:
         op(torch.randn(shape, device="cuda"))
-    assert (nvrtc.COMPILE_COUNTER.count, driver.MODULE_LOAD_COUNTER.count) == (compiles, loads)
+    assert (nvrtc.COMPILE_COUNTER.count, module_loads()) == (compiles, loads)
 
 
 def test_kernel_signature_mismatch_is_refused_at_registration(cache):
-    loads = driver.MODULE_LOAD_COUNTER.count
+    loads = module_loads()
     with pytest.raises(ValueError, match=r"(?s)my_relu.*the kernel has 3 parameters, the spec 2.*x: pointer.*y: pointer"):
         register(
             cache,
@@ -331,7 +332,7 @@ def test_kernel_signature_mismatch_is_refused_at_registration(cache):
             outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
             geometry=ttk.Elementwise(block=(256,)),
         )
-    assert driver.MODULE_LOAD_COUNTER.count == loads  # refused from the PTX, before any load
+    assert module_loads() == loads  # refused from the PTX, before any load
 
 
 def test_cpu_tensor_is_refused(cache):

@@ -15,6 +15,7 @@ import kernelop as ttk
 from kernelop.cuda import driver
 from kernelop.compiler.cache import KernelCache
 from kernelop.cli.examples import EXAMPLES, RELU
+from conftest import module_loads
 
 pytestmark = [
     pytest.mark.gpu,
@@ -39,13 +40,13 @@ def test_one_op_on_two_devices_in_any_order(tmp_path):
     name = f"kmulti::relu_{next(_names)}"
     ttk.cuda_kernel_op(name, relu_spec(), cache=KernelCache(tmp_path))
     op = getattr(torch.ops.kmulti, name.split("::")[1])
-    loads = driver.MODULE_LOAD_COUNTER.count
+    loads = module_loads()
     for device in ["cuda:1", "cuda:0", "cuda:1", "cuda:0"]:
         x = torch.randn(5000, device=device)
         y = op(x)
         assert y.device == x.device
         torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
-    assert driver.MODULE_LOAD_COUNTER.count - loads == 2  # one module per device, loaded once
+    assert module_loads() - loads == 2  # one module per device, loaded once
     binaries = ttk.registered_ops()[name].binaries
     contexts = {fn.context for fn in binaries._functions.values()}
     assert len(contexts) == 2

@@ -428,7 +428,7 @@ def test_launch_values_are_remembered_per_device_and_checked_against_each_device
     name = op_name("twodev")
     register(name, softmax_spec(requires=[]))
     limits = {0: SimpleNamespace(max_threads=1024, max_dynamic_shared=232448), 1: SimpleNamespace(max_threads=1024, max_dynamic_shared=101376)}
-    binaries = SimpleNamespace(function=lambda device, key=None: limits[device], request=SimpleNamespace(kernel_name="softmax_rows"))
+    binaries = SimpleNamespace(function=lambda device, key=None: limits[device], kernel_label="softmax_rows")
     launcher = EagerLauncher(plan_of(name), binaries, None)
     shape = (2, 40000)  # 160000 bytes of dynamic shared memory
     assert launcher._dims_for(shape, (shape,), None, 0)[6] == 160000

@@ -14,10 +14,11 @@ LAYERS: dict[str, set[str]] = {
     "plan": {"base", "dsl", "compiler"},
     "cuda": {"base", "compiler", "plan"},
     "pytorch": {"base", "dsl", "compiler", "plan", "cuda"},
+    "native": {"base", "dsl", "compiler", "plan", "cuda", "pytorch"},
     "trt": {"base", "dsl", "compiler", "plan", "cuda", "pytorch"},
-    "frontend": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt"},
-    "export": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt", "frontend"},
-    "cli": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "trt", "frontend", "export"},
+    "frontend": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "native", "trt"},
+    "export": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "native", "trt", "frontend"},
+    "cli": {"base", "dsl", "compiler", "plan", "cuda", "pytorch", "native", "trt", "frontend", "export"},
 }
 """Each layer and the layers it may import. ``kernelop/__init__.py`` and ``__main__.py`` sit on top."""
 BASE_MODULES = {"errors", "settings", "counters"}

@@ -33,6 +33,7 @@ class Settings:
     cache_dir: Path
     sync_after_launch: bool
     native_launch: bool
+    native_runtime: bool  # ops called through the native runtime (C++, no Python per call) where it builds
 
     @staticmethod
     def from_environment() -> "Settings":
@@ -42,6 +43,7 @@ class Settings:
             cache_dir=Path(cache_dir) if cache_dir else _default_cache_dir(),
             sync_after_launch=_flag("KERNELOP_SYNC", False),
             native_launch=_flag("KERNELOP_NATIVE_LAUNCH", True),
+            native_runtime=_flag("KERNELOP_NATIVE_RUNTIME", True),
         )
 
 

@@ -50,6 +50,11 @@ class KernelBinaries:
         self._refusals: dict[tuple, ValueError] = {}  # per instantiation: a signature mismatch holds on every device
         self._lock = threading.Lock()
 
+    @property
+    def kernel_label(self) -> str:
+        """The kernel's name in messages: a template's own name, not one instantiation's."""
+        return self.template.kernel_name if self.template is not None else self.request.kernel_name
+
     def request_for(self, arch: str, key: Optional[tuple] = None) -> CompileRequest:
         """The compile request for an architecture and an instantiation (default: the registered one)."""
         key = self.default_key if key is None else key

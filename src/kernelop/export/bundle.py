@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+from urllib.parse import quote
 
 import torch
 
@@ -23,10 +25,17 @@ from ..cuda.binaries import KernelBinaries
 from ..dsl.validate import check_arch
 from ..errors import Where
 from ..frontend.registry import Registration, registered_ops
+from ..native import runtime as native_runtime
+from ..native.program import header, op_program
 from ..plan.serialize import plan_to_data
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
+LIBRARY = "kernelop_ops.so"
+"""``torch.ops.load_library`` of it registers the bundle's ops, in a process without kernelop."""
+PROGRAM = "kernelop_ops.program"
+"""What the library reads beside itself: the ops' programs and kernels (``native/program.py``)."""
+log = logging.getLogger("kernelop")
 
 
 def export_bundle(directory: os.PathLike | str, ops: Optional[Iterable[str]] = None, archs: Optional[Sequence[str]] = None) -> Path:
@@ -47,8 +56,27 @@ def export_bundle(directory: os.PathLike | str, ops: Optional[Iterable[str]] = N
     (root / "kernels").mkdir(parents=True, exist_ok=True)
     entries = [_op_entry(registry[name], archs, root) for name in names]
     manifest = {"format": BUNDLE_FORMAT, "torch": torch.__version__, "archs": list(archs), "ops": entries}
+    _write_library(root, [registry[name] for name in names], entries)
     write_atomically(root / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False).encode(), mode=0o644)
     return root
+
+
+def _write_library(root: Path, registrations: list[Registration], entries: list[dict[str, Any]]) -> None:
+    """The loadable op library: the native runtime (built for this torch) and its program, which
+    defines the ops from their schemas and reads their kernels from ``kernels/`` when loaded."""
+    loaded = native_runtime.runtime()
+    if loaded is None:
+        log.warning("kernelop: the bundle in %s has no loadable op library: %s", root, native_runtime.unavailable_reason())
+        return
+    lines = header()
+    for registration in registrations:
+        lines += op_program(registration.plan, registration.binaries.kernel_label, registration.binaries.shared_opt_in, registration.schema)  # type: ignore[arg-type, union-attr]
+    for entry in entries:
+        for kernel in entry["kernels"]:
+            fields = (entry["name"], ",".join(kernel["dtypes"]), kernel["arch"], kernel["symbol"], kernel["cubin"])
+            lines.append("kernel " + " ".join(quote(f, safe="") or "%" for f in fields))
+    write_atomically(root / PROGRAM, ("\n".join(lines) + "\n").encode(), mode=0o644)
+    write_atomically(root / LIBRARY, Path(loaded.path).read_bytes(), mode=0o755)
 
 
 def read_manifest(directory: os.PathLike | str) -> dict[str, Any]:

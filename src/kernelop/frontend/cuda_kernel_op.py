@@ -19,6 +19,7 @@ from ..dsl.validate import check_converter_options, check_op_name, check_overrid
 from ..errors import Where
 from ..plan.binding import bind_kernel
 from ..plan.build import build_plan, params_of
+from ..native import runtime as native_runtime
 from ..plan.launch_plan import LaunchPlan
 from ..pytorch import fake, library, schema as schemas
 from ..pytorch.autograd import autograd_functions, check_backward
@@ -87,10 +88,19 @@ def cuda_kernel_op(
     plugin = trt_registration.prepare_tensorrt(where, PluginRequest(
         op_name, parsed, plugin_path, plan, binaries, None, request.kernel_name, meta_fn, aot_fn, supports_dynamic_shapes,
         requires_output_allocator, priority, capability_validator, require_aot))
-    torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl, autograd)
-    trt_registration.register_tensorrt(where, plugin, torch_library)
     plan_launch = launched_from_plan and eager_fn is None and meta_fn is None
-    record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None, plan_launch))
+    native_op = _attach_native(plan, binaries) if plan_launch else None
+    if native_op is not None:  # the runtime's C++ impls serve CUDA and CPU
+        impls = {}
+    try:
+        torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl, autograd)
+        trt_registration.register_tensorrt(where, plugin, torch_library)
+    except Exception:
+        if native_op is not None:
+            native_op.remove()
+        raise
+    call_path = "native" if native_op is not None else "python"
+    record(Registration(op_name, fingerprint, schema_text, torch_library, plan, binaries, None, plan_launch, call_path))
     log.debug("registered %s%s", op_name, schema_text)
 
 
@@ -132,6 +142,16 @@ def _cuda_impls(plan: LaunchPlan, binaries: KernelBinaries, meta_fn: Optional[Ca
         return {"CUDA": fake.with_input_checks(Where("call", plan.op_name), plan, eager_fn) if plan.declares_inputs else eager_fn}
     launcher = EagerLauncher(plan, binaries, meta_fn)
     return {"CUDA": launcher.call, "CPU": launcher.call}
+
+
+def _attach_native(plan: LaunchPlan, binaries: KernelBinaries) -> Optional[native_runtime.NativeOp]:
+    """The op on the native runtime, or None: it stays on the Python launcher (the runtime is
+    off or cannot be built: one INFO line per process; or it refused this op: a warning)."""
+    try:
+        return native_runtime.attach(plan, binaries, binaries.kernel_label)
+    except RuntimeError as exc:
+        log.warning("kernelop: %s is called through Python: %s", plan.op_name, exc)
+        return None
 
 
 def _fake_impl(plan: LaunchPlan, meta_fn: Optional[Callable[..., Any]]) -> Callable[..., Any]:

@@ -30,6 +30,7 @@ class Registration:
     binaries: Optional[KernelBinaries]
     ptx: Optional[bytes]
     plan_launch: bool = False  # kernelop's launcher, from the plan alone, is the op's CUDA impl
+    call_path: str = "python"  # "native": the native runtime's C++ impl serves calls
 
 
 _registry: dict[str, Registration] = {}

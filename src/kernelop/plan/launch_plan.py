@@ -213,14 +213,14 @@ class LaunchPlan:
 
     def _normalize(self, axis: int, rank: int, what: str) -> int:
         if not -max(rank, 1) <= axis < max(rank, 1):
-            self._where().fail(f"{what} axis {axis} is out of range for a tensor of rank {rank}")
+            self._where().fail(axis_out_of_range(what, axis, rank))
         return axis % max(rank, 1)
 
     def _reduced_axes(self, dims: tuple[int, ...], rank: int, what: str) -> set[int]:
         """``dims`` as non-negative axes of a tensor of ``rank``, each named once."""
         reduced = {self._normalize(d, rank, what) for d in dims}
         if len(reduced) != len(dims):
-            self._where().fail(f"{what} {tuple(dims)} name the same axis twice at rank {rank}")
+            self._where().fail(same_axis_twice(what, dims, rank))
         return reduced
 
     def _lower(self, size: SizeLike, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...], what: str) -> Expr:
@@ -231,16 +231,16 @@ class LaunchPlan:
             return Const(size.value)
         if isinstance(size, BinarySize):
             return _BINARY[size.op](self._lower(size.a, in_ranks, out_ranks, what), self._lower(size.b, in_ranks, out_ranks, what))
-        side, index = self._resolve(size.name)  # type: ignore[union-attr]
+        side, index = self.resolve_name(size.name)  # type: ignore[union-attr]
         rank = (in_ranks if side == INPUT else out_ranks)[index]
         if isinstance(size, NumelSize):
             return product([Dim(side, index, a) for a in range(rank)])
         assert isinstance(size, AxisSize)
         if rank == 0:
-            self._where().fail(f"{what} {size.name!r} axis {size.axis} is out of range for a tensor of rank 0")
+            self._where().fail(axis_out_of_range(f"{what} {size.name!r}", size.axis, 0))
         return Dim(side, index, self._normalize(size.axis, rank, f"{what} {size.name!r}"))
 
-    def _resolve(self, name: str) -> tuple[str, int]:
+    def resolve_name(self, name: str) -> tuple[str, int]:
         for index, param in enumerate(self.tensor_params):
             if param.name == name:
                 return INPUT, index
@@ -257,7 +257,7 @@ class LaunchPlan:
         dims = [Dim(INPUT, rule.source, a) for a in range(rank)]
         if rule.reduce_dims is None:
             return tuple(dims)
-        what = f"output {rule.name!r} ReduceDims of input {self._tensor_name(rule.source)!r}: dims"
+        what = self.reduce_dims_what(rule)
         reduced = self._reduced_axes(rule.reduce_dims, rank, what)
         if rule.keepdim:
             return tuple(Const(1) if a in reduced else d for a, d in enumerate(dims))
@@ -295,6 +295,21 @@ class LaunchPlan:
             return OUTPUT, 0
         return INPUT, self.mutated[0].tensor_index  # type: ignore[return-value]
 
+    def reduce_dims_what(self, rule: OutputRule) -> str:
+        """How messages about an output's ``ReduceDims`` begin."""
+        return f"output {rule.name!r} ReduceDims of input {self._tensor_name(rule.source)!r}: dims"  # type: ignore[arg-type]
+
+    def reduction_what(self) -> str:
+        """How messages about a ``Reduction``'s axes begin."""
+        return f"geometry Reduction over input {self._tensor_name(self.reduced_input)!r}: reduce_dims"  # type: ignore[arg-type]
+
+    def nd_rank_problem(self, geometry: Elementwise, rank: object) -> str:
+        """An ``nd`` Elementwise over a target of lower rank than its block (``rank`` may be a placeholder)."""
+        tiled = len(geometry.block)
+        target = "output 0" if self.num_outputs else repr(self.mutated[0].name)
+        return (f"geometry Elementwise(layout='nd', block={geometry.block}) tiles the last {tiled} axes "
+                f"of {target}, which has rank {rank}. Use layout='flat' or a block of <= {rank} dims.")
+
     def _elementwise(self, geometry: Elementwise, in_ranks: tuple[int, ...], out_ranks: tuple[int, ...]):
         block = tuple(Const(b) for b in geometry.block) + (Const(1),) * (3 - len(geometry.block))
         side, index = self.elementwise_target
@@ -304,10 +319,7 @@ class LaunchPlan:
             return (CeilDiv(product(dims), block[0]), Const(1), Const(1)), block
         tiled = len(geometry.block)
         if rank < tiled:
-            self._where().fail(
-                f"geometry Elementwise(layout='nd', block={geometry.block}) tiles the last {tiled} axes "
-                f"of {'output 0' if self.num_outputs else repr(self.mutated[0].name)}, which has rank {rank}. Use layout='flat' or a block of <= {rank} dims."
-            )
+            self._where().fail(self.nd_rank_problem(geometry, rank))
         tiles = [CeilDiv(dims[rank - 1 - i], block[i]) for i in range(tiled)]
         leading = product(dims[: rank - tiled])
         grid_x = tiles[0]
@@ -319,7 +331,7 @@ class LaunchPlan:
         source = self.reduced_input
         assert source is not None, "build_plan resolves a Reduction's input"
         rank = in_ranks[source]
-        what = f"geometry Reduction over input {self._tensor_name(source)!r}: reduce_dims"
+        what = self.reduction_what()
         reduced = self._reduced_axes(geometry.reduce_dims, rank, what)
         kept = product([Dim(INPUT, source, a) for a in range(rank) if a not in reduced])
         return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
@@ -328,18 +340,26 @@ class LaunchPlan:
         where = f"requires[{i}]"
         lower = lambda s: self._lower(s, in_ranks, (), f"{where}:")  # noqa: E731
         if isinstance(rule, Divisible):
-            return [_check("divisible", rule.value, lower(rule.value), rule.by, where)]
+            return [requirement_check("divisible", rule.value, lower(rule.value), rule.by, where)]
         if isinstance(rule, InRange):
             value = lower(rule.value)
             bounds = [("min", rule.min), ("max", rule.max)]
-            return [_check(kind, rule.value, value, bound, where) for kind, bound in bounds if bound is not None]
-        return [_check("equal", rule.a, lower(rule.a), lower(rule.b), where, str(rule.b))]
+            return [requirement_check(kind, rule.value, value, bound, where) for kind, bound in bounds if bound is not None]
+        return [requirement_check("equal", rule.a, lower(rule.a), lower(rule.b), where, str(rule.b))]
+
+
+def axis_out_of_range(what: str, axis: int, rank: object) -> str:
+    return f"{what} axis {axis} is out of range for a tensor of rank {rank}"
+
+
+def same_axis_twice(what: str, dims: tuple[int, ...], rank: object) -> str:
+    return f"{what} {tuple(dims)} name the same axis twice at rank {rank}"
 
 
 def _three(exprs: tuple[Expr, ...]) -> tuple[Expr, Expr, Expr]:
     return exprs + (Const(1),) * (3 - len(exprs))  # type: ignore[return-value]
 
 
-def _check(rule: str, size: Size, value: Expr, other: Union[int, Expr], where: str, other_text: str = "") -> Check:
+def requirement_check(rule: str, size: Size, value: Expr, other: Union[int, Expr], where: str, other_text: str = "") -> Check:
     argument = (size.name, size.axis) if isinstance(size, AxisSize) else None
     return Check(rule, value, other, where, str(size), other_text, argument)

@@ -8,7 +8,7 @@ import torch
 from ..errors import Where
 from ..plan.expr import ShapeAlgebra, evaluate
 from ..plan.launch_plan import LaunchPlan
-from .launch_checks import failure, holds, negative_output, output_divides_by_zero
+from .launch_checks import divides_by_zero, failure, holds, negative_output, output_divides_by_zero
 
 
 def check_tensors(where: Where, plan: LaunchPlan, tensors: tuple) -> None:
@@ -43,7 +43,7 @@ def check_requirements(where: Where, plan: LaunchPlan, shapes: list) -> None:
             value = evaluate(check.value, algebra)
             other = check.other if isinstance(check.other, int) else evaluate(check.other, algebra)
         except ZeroDivisionError:
-            where.fail(f"a requirement divides by zero for input shapes {[tuple(s) for s in shapes]}")
+            where.fail(divides_by_zero("a requirement", shapes))
         torch._check_value(holds(check, value, other), lambda: f"kernelop.{where.api}({where.op}): {failure(check, value, other, shapes)}")
 
 

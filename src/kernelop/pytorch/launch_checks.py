@@ -6,7 +6,7 @@ a ``ValueError`` naming the op and the numbers.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 from ..dsl.validate_sizes import MAX_SHARED_MEM_BYTES, MAX_THREADS_PER_BLOCK
 from ..errors import Where
@@ -24,12 +24,23 @@ _RULES = {
 }
 
 
-def negative_output(name: str, shape: Sequence[Any], in_shapes: Sequence[Sequence[Any]]) -> str:
-    return f"output {name!r} would have the shape {tuple(shape)} for input shapes {[tuple(s) for s in in_shapes]}"
+def shapes_text(in_shapes: Union[str, Sequence[Sequence[Any]]]) -> str:
+    """Input shapes as messages show them, ``[(2, 3), (3,)]`` (a string is a placeholder, kept)."""
+    return in_shapes if isinstance(in_shapes, str) else str([tuple(s) for s in in_shapes])
 
 
-def output_divides_by_zero(in_shapes: Sequence[Sequence[Any]]) -> str:
-    return f"an output size divides by zero for input shapes {[tuple(s) for s in in_shapes]}"
+def negative_output(name: str, shape: Union[str, Sequence[Any]], in_shapes: Union[str, Sequence[Sequence[Any]]]) -> str:
+    shown = shape if isinstance(shape, str) else tuple(shape)
+    return f"output {name!r} would have the shape {shown} for input shapes {shapes_text(in_shapes)}"
+
+
+def divides_by_zero(what: str, in_shapes: Union[str, Sequence[Sequence[Any]]]) -> str:
+    """``what`` is ``an output size``, ``a launch size`` or ``a requirement``."""
+    return f"{what} divides by zero for input shapes {shapes_text(in_shapes)}"
+
+
+def output_divides_by_zero(in_shapes: Union[str, Sequence[Sequence[Any]]]) -> str:
+    return divides_by_zero("an output size", in_shapes)
 
 
 class RequirementChecks:
@@ -48,7 +59,7 @@ class RequirementChecks:
         try:
             values = iter(self.values(in_shapes, ()))
         except ZeroDivisionError:
-            where.fail(f"a requirement divides by zero for input shapes {[tuple(s) for s in in_shapes]}")
+            where.fail(divides_by_zero("a requirement", in_shapes))
         for check in self.checks:
             value = next(values)
             other = check.other if isinstance(check.other, int) else next(values)
@@ -69,7 +80,7 @@ def failure(check: Check, value: Any, other: Any, in_shapes: Sequence[Sequence[A
         subject = f"argument {name!r} axis {axis} has size {value}"
     else:
         subject = f"{check.text} is {value}"
-    return f"{subject}, but {check.where} requires it {wanted} (input shapes {[tuple(s) for s in in_shapes]})"
+    return f"{subject}, but {check.where} requires it {wanted} (input shapes {shapes_text(in_shapes)})"
 
 
 def check_geometry(where: Where, v: tuple, max_threads: Optional[int], max_shared: Optional[int], kernel: str, grid_hint: str = "") -> None:

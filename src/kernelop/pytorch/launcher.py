@@ -31,6 +31,7 @@ from .launch_checks import (
     RequirementChecks,
     check_geometry,
     check_integer_values,
+    divides_by_zero,
     launch_failure,
     negative_output,
     output_divides_by_zero,
@@ -97,9 +98,7 @@ class EagerLauncher:
     @property
     def kernel_label(self) -> str:
         """The kernel's name in messages: a template's own name, not one instantiation's."""
-        if self.plan.template is not None:
-            return self.plan.template.kernel_name
-        return self.binaries.request.kernel_name if self.binaries is not None else "?"
+        return self.binaries.kernel_label if self.binaries is not None else "?"
 
     def __call__(self, *args: Any) -> Any:
         return self.call(*args)
@@ -334,7 +333,7 @@ class EagerLauncher:
         """Launch values for inputs where a size expression divided by zero: an empty launch
         when some input is empty (outputs still get their shapes), else a refusal."""
         if all(_numel(s) for s in in_shapes):
-            self.where.fail(f"a launch size divides by zero for input shapes {[tuple(s) for s in in_shapes]}")
+            self.where.fail(divides_by_zero("a launch size", in_shapes))
         shapes = ()
         if out_shapes is None:
             in_ranks = tuple(len(s) for s in in_shapes)

@@ -1,0 +1,120 @@
+"""Build the native runtime (``runtime.cpp``) against the installed torch, once per torch version.
+
+It links to libtorch, so a build serves one torch version and C++ ABI: the file is named by
+both and by the source's digest, and kept in the cache folder (which must be the user's own and
+written by no one else: every process that runs an op loads it). Where no C++ compiler or no
+torch headers exist, ``load`` says why and kernelop calls through Python.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..counters import Counter
+from ..cuda.launch_shim import folder_problem
+
+SOURCE = Path(__file__).with_name("runtime.cpp")
+BUILD_COUNTER = Counter()
+_BUILD_TIMEOUT_S = 300
+log = logging.getLogger("kernelop")
+
+
+@dataclass(frozen=True)
+class RuntimeLoad:
+    """The loaded library (``ctypes.CDLL``) and its path, or None and why it is not available."""
+
+    library: Optional[ctypes.CDLL]
+    path: Optional[Path]
+    reason: str
+
+
+def library_name() -> str:
+    """Named by torch's version and C++ ABI and by the source, so no stale build is reused."""
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + bytes([abi])).hexdigest()[:16]
+    return f"kernelop_native-torch{torch.__version__.replace('+', '_')}-{digest}.so"
+
+
+def compiler() -> Optional[str]:
+    """The C++ compiler: ``CXX``, else ``c++`` or ``g++`` on the PATH."""
+    for candidate in (os.environ.get("CXX"), "c++", "g++"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
+
+
+def build_command(cxx: str, output: Path) -> list[str]:
+    """Compile and link against the installed torch's headers and libraries (no CUDA headers)."""
+    root = Path(torch.__file__).parent
+    include = root / "include"
+    lib = root / "lib"
+    return [
+        cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-w",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
+        str(SOURCE), "-o", str(output),
+        f"-L{lib}", "-lc10", "-ltorch_cpu", "-ltorch", f"-Wl,-rpath,{lib}", "-ldl",
+    ]
+
+
+def headers_problem() -> Optional[str]:
+    header = Path(torch.__file__).parent / "include" / "torch" / "library.h"
+    return None if header.is_file() else f"the installed torch has no C++ headers ({header} is missing)"
+
+
+def build(directory: Path) -> Path:
+    """Compile into a temporary file in ``directory`` and rename it into place (atomic)."""
+    cxx = compiler()
+    if cxx is None:
+        raise OSError("no C++ compiler found (CXX, c++ or g++)")
+    problem = headers_problem()
+    if problem is not None:
+        raise OSError(problem)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = directory / library_name()
+    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".kernelop_native-", suffix=".so")
+    os.close(handle)
+    try:
+        done = subprocess.run(build_command(cxx, Path(temp_name)), capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+        if done.returncode != 0:
+            raise OSError(f"{cxx} failed: {(done.stderr.strip() or f'exit status {done.returncode}')[-2000:]}")
+        os.chmod(temp_name, 0o700)
+        os.replace(temp_name, target)
+        BUILD_COUNTER.increment()
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    return target
+
+
+def load(directory: Optional[Path]) -> RuntimeLoad:
+    """The runtime from ``directory`` (None: a private one for this process), built there first
+    if absent; the reason where it cannot be."""
+    problem = folder_problem(directory) if directory is not None else None
+    if problem is not None:
+        log.warning("kernelop: the native runtime is built for this process only: %s", problem)
+    if directory is None or problem is not None:  # a loaded library outlives its file
+        directory = Path(tempfile.mkdtemp(prefix="kernelop-native-"))
+    target = directory / library_name()
+    try:
+        if not target.is_file():
+            target = build(directory)
+        return RuntimeLoad(ctypes.CDLL(str(target), mode=ctypes.RTLD_GLOBAL), target, f"loaded {target}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return RuntimeLoad(None, None, _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
