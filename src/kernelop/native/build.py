@@ -109,7 +109,7 @@ def load(directory: Optional[Path]) -> RuntimeLoad:
     try:
         if not target.is_file():
             target = build(directory)
-        return RuntimeLoad(ctypes.CDLL(str(target), mode=ctypes.RTLD_GLOBAL), target, f"loaded {target}")
+        return RuntimeLoad(ctypes.CDLL(str(target)), target, f"loaded {target}")  # local: its symbols stay its own
     except (OSError, subprocess.SubprocessError) as exc:
         return RuntimeLoad(None, None, _first_line(exc))
 
