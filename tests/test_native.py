@@ -148,3 +148,14 @@ def test_a_bundles_library_registers_its_ops_in_a_process_without_kernelop(op_na
         f"{op}(Tensor x, Tensor y, float a, float b) -> Tensor",
         f"kernelop.call({op}): argument 'x' must be a CUDA tensor (got a tensor on cpu)",
     ]
+
+
+@needs_runtime
+def test_an_extra_beyond_its_c_type_is_refused_as_on_the_python_path(op_name, register, relu_spec):
+    op = op_name("relu")
+    register(op, relu_spec())
+    plan = ttk.registered_ops()[op].plan
+    shapes = [(50000, 50000)]  # numel 2.5e9 overflows the kernel's int n
+    native = outcome(lambda: native_runtime.runtime().launch_values(op, shapes))
+    assert native == outcome(lambda: python_values(plan, shapes))
+    assert native[0] == "ValueError" and "extra numel(x) = 2500000000 does not fit the kernel's 32-bit int parameter" in native[1]

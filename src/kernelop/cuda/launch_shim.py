@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Callable, Optional
 
 from ..counters import Counter
 
@@ -52,7 +52,7 @@ def load(directory: Path) -> ShimLoad:
         try:
             _build(compiler, headers, directory, target)
         except (OSError, subprocess.SubprocessError) as exc:
-            failures.append(f"{' '.join(compiler)}: {_first_line(exc)}")
+            failures.append(f"{' '.join(compiler)}: {first_line(exc)}")
             continue
         module = _import(target)
         if module is not None:
@@ -100,18 +100,24 @@ def compilers() -> list[list[str]]:
 
 
 def _build(compiler: list[str], headers: str, directory: Path, target: Path) -> None:
-    """Compile into a temporary file beside ``target`` and rename it into place (atomic)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".launch_shim-", suffix=target.suffix)
+    build_atomically(lambda output: [*compiler, "-O2", "-shared", "-fPIC", f"-I{headers}", str(SOURCE), "-o", output],
+                     target, _BUILD_TIMEOUT_S)
+    BUILD_COUNTER.increment()
+
+
+def build_atomically(command_for: Callable[[str], list[str]], target: Path, timeout: float) -> None:
+    """Run the compiler command ``command_for(temporary file)`` beside ``target``, then rename the
+    file into place (atomic: a concurrent loader sees the old file or the whole new one).
+    ``SubprocessError`` with the compiler's message where it fails."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=target.suffix)
     os.close(handle)
     try:
-        command = [*compiler, "-O2", "-shared", "-fPIC", f"-I{headers}", str(SOURCE), "-o", temp_name]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+        done = subprocess.run(command_for(temp_name), capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise subprocess.SubprocessError(done.stderr.strip() or f"exit status {done.returncode}")
         os.chmod(temp_name, 0o700)  # the compiler may have recreated the file with its own mode
         os.replace(temp_name, target)
-        BUILD_COUNTER.increment()
     finally:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
@@ -129,6 +135,7 @@ def _import(path: Path) -> Optional[ModuleType]:
     return module
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line: a compiler's whole output would drown the reason."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

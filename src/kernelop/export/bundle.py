@@ -76,7 +76,7 @@ def _write_library(root: Path, registrations: list[Registration], entries: list[
             fields = (entry["name"], ",".join(kernel["dtypes"]), kernel["arch"], kernel["symbol"], kernel["cubin"])
             lines.append("kernel " + " ".join(quote(f, safe="") or "%" for f in fields))
     write_atomically(root / PROGRAM, ("\n".join(lines) + "\n").encode(), mode=0o644)
-    write_atomically(root / LIBRARY, Path(loaded.path).read_bytes(), mode=0o755)
+    write_atomically(root / LIBRARY, loaded.path.read_bytes(), mode=0o755)
 
 
 def read_manifest(directory: os.PathLike | str) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from ..cuda.binaries import KernelBinaries
 from ..dsl.spec import ConverterPriority, Custom, KernelSpec, snapshot
 from ..dsl.validate import check_converter_options, check_op_name, check_overrides, check_spec, scalar_names
 from ..errors import Where
+from ..native import runtime as native_runtime
 from ..plan.binding import bind_kernel
 from ..plan.build import build_plan, params_of
-from ..native import runtime as native_runtime
 from ..plan.launch_plan import LaunchPlan
 from ..pytorch import fake, library, schema as schemas
 from ..pytorch.autograd import autograd_functions, check_backward
@@ -82,7 +82,6 @@ def cuda_kernel_op(
     if launched_from_plan:
         plan = bind_kernel(where, plan, request.kernel_name, read_signature(request.source, request.kernel_name, compiled.ptx, compiled.lowered_name))
     binaries = KernelBinaries(op_name, request, cache, plan if launched_from_plan else None, spec.arch_override, compiled)
-    impls = _cuda_impls(plan, binaries, meta_fn, eager_fn)
     fake_impl = _fake_impl(plan, meta_fn)
     autograd = autograd_functions(where, plan, parsed, backward, save) if backward is not None else None
     plugin = trt_registration.prepare_tensorrt(where, PluginRequest(
@@ -90,8 +89,7 @@ def cuda_kernel_op(
         requires_output_allocator, priority, capability_validator, require_aot))
     plan_launch = launched_from_plan and eager_fn is None and meta_fn is None
     native_op = _attach_native(plan, binaries) if plan_launch else None
-    if native_op is not None:  # the runtime's C++ impls serve CUDA and CPU
-        impls = {}
+    impls = _cuda_impls(plan, binaries, meta_fn, eager_fn) if native_op is None else {}  # else the runtime's serve CUDA and CPU
     try:
         torch_library = library.register(where, namespace, name, schema_text, impls, fake_impl, autograd)
         trt_registration.register_tensorrt(where, plugin, torch_library)

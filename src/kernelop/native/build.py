@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ..counters import Counter
-from ..cuda.launch_shim import folder_problem
+from ..cuda.launch_shim import build_atomically, first_line, folder_problem
 
 SOURCE = Path(__file__).with_name("runtime.cpp")
 BUILD_COUNTER = Counter()
@@ -73,27 +73,19 @@ def headers_problem() -> Optional[str]:
 
 
 def build(directory: Path) -> Path:
-    """Compile into a temporary file in ``directory`` and rename it into place (atomic)."""
+    """Compile into ``directory`` (atomically: a concurrent process loads the old file or the new)."""
     cxx = compiler()
     if cxx is None:
         raise OSError("no C++ compiler found (CXX, c++ or g++)")
     problem = headers_problem()
     if problem is not None:
         raise OSError(problem)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = directory / library_name()
-    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".kernelop_native-", suffix=".so")
-    os.close(handle)
     try:
-        done = subprocess.run(build_command(cxx, Path(temp_name)), capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
-        if done.returncode != 0:
-            raise OSError(f"{cxx} failed: {(done.stderr.strip() or f'exit status {done.returncode}')[-2000:]}")
-        os.chmod(temp_name, 0o700)
-        os.replace(temp_name, target)
-        BUILD_COUNTER.increment()
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+        build_atomically(lambda output: build_command(cxx, Path(output)), target, _BUILD_TIMEOUT_S)
+    except subprocess.SubprocessError as exc:
+        raise OSError(f"{cxx} failed: {first_line(exc)}") from None
+    BUILD_COUNTER.increment()
     return target
 
 
@@ -110,11 +102,6 @@ def load(directory: Optional[Path]) -> RuntimeLoad:
         if not target.is_file():
             target = build(directory)
         return RuntimeLoad(ctypes.CDLL(str(target)), target, f"loaded {target}")  # local: its symbols stay its own
-    except (OSError, subprocess.SubprocessError) as exc:
-        return RuntimeLoad(None, None, _first_line(exc))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    except OSError as exc:
+        return RuntimeLoad(None, None, first_line(exc))
 

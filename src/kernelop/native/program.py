@@ -11,12 +11,13 @@ space.
     kernelop-native-program 1
     limits <max threads> <max shared bytes> <grid x y z> <block x y z>
     ndhint <text>
+    sticky <CUresult name>...                faults after which the CUDA context is unusable
     op <name> <kernel label, quoted> <first required> <outputs> <shared opt-in> <nd layout>
     schema <schema>                          only in bundles: the op is defined from it
     tensor <name> <position> <optional> <mutates> <declared> <allowed> <pointer note>
     scalar <name> <position> <float|int|bool>
     group <tensor index>...                  template type parameter: its tensors, key first
-    slot <tensor|scalar|extra|output> <index> <ctype> <low|-> <high|->
+    slot <tensor|scalar|extra|output> <index> <ctype> <low|-> <high|-> <float max|-> <misfit message>
     extra <label> <tree>
     output <name> <dtype source> <none|fill:V|copy:I> like <source> | sizes <n> <tree>... | reduce ...
     geometry elementwise|reduction|launch ...
@@ -31,15 +32,18 @@ from __future__ import annotations
 from typing import Any, Optional
 from urllib.parse import quote
 
-from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, SizeLike
-from ..dsl.spec import Divisible, Elementwise, InRange, Launch, Reduction, TypeParam
-from ..dsl.validate_sizes import MAX_SHARED_MEM_BYTES, MAX_THREADS_PER_BLOCK
-from ..plan.ctypes import INT_RANGES
-from ..plan.describe import describe_slot
-from ..plan.launch_plan import LaunchPlan, OutputRule, axis_out_of_range, requirement_check, same_axis_twice
-from ..pytorch.launch_checks import MAX_BLOCK, MAX_GRID, failure, negative_output
-from ..pytorch.launcher import ND_GRID_HINT
 from ..compiler.signature import dtypes_of_size
+from ..cuda.driver import STICKY_ERRORS
+from ..dsl.sizes import AxisSize, BinarySize, ConstSize, NumelSize, SizeLike
+from ..dsl.spec import Elementwise, Launch, Reduction, TypeParam
+from ..dsl.validate_sizes import MAX_SHARED_MEM_BYTES, MAX_THREADS_PER_BLOCK
+from ..plan.ctypes import FLOAT_MAX, INT_RANGES
+from ..plan.describe import describe_slot
+from ..plan.launch_plan import (
+    ArgSlot, LaunchPlan, OutputRule, axis_out_of_range, requirement_check, requirement_parts, same_axis_twice,
+)
+from ..pytorch.launch_checks import MAX_BLOCK, MAX_GRID, extra_misfit, failure, negative_output, scalar_misfit
+from ..pytorch.launcher import ND_GRID_HINT
 
 FORMAT = 1
 _OPS = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "cdiv": "cdiv", "min": "min", "max": "max"}
@@ -57,10 +61,12 @@ def program_problem(plan: Optional[LaunchPlan]) -> Optional[str]:
 
 
 def header() -> list[str]:
-    """CUDA's limits as the Python path checks them, and the hint of an ``nd`` grid over them."""
+    """CUDA's limits as the Python path checks them, the hint of an ``nd`` grid over them, and
+    the faults that leave the context unusable."""
     return [f"kernelop-native-program {FORMAT}",
             f"limits {MAX_THREADS_PER_BLOCK} {MAX_SHARED_MEM_BYTES} {_ints(MAX_GRID)} {_ints(MAX_BLOCK)}",
-            f"ndhint {_s(ND_GRID_HINT)}"]
+            f"ndhint {_s(ND_GRID_HINT)}",
+            "sticky " + " ".join(sorted(STICKY_ERRORS))]
 
 
 def op_program(plan: LaunchPlan, kernel_label: str, shared_opt_in: bool, schema: Optional[str] = None) -> list[str]:
@@ -88,17 +94,31 @@ def op_program(plan: LaunchPlan, kernel_label: str, shared_opt_in: bool, schema:
     for group in plan.template.type_tensors if plan.template is not None else ():
         lines.append("group " + _ints(group))
     for slot in plan.arg_layout:
-        low, high = INT_RANGES.get(slot.ctype, ("-", "-"))
-        lines.append(f"slot {slot.kind} {slot.index} {slot.ctype} {low} {high}")
+        lines.append(_slot(plan, slot))
     for rule in plan.extras:
         lines.append(f"extra {_s(rule.label)} {_tree(plan, rule.value, f'extra {rule.label}:')}")
     for rule in plan.outputs or ():
         lines.append(_output(plan, rule))
     lines.append(_geometry(plan))
     for i, requirement in enumerate(plan.requires):
-        lines.extend(_checks(plan, i, requirement))
+        lines.extend(_check(plan, *part) for part in requirement_parts(i, requirement))
     lines.append("end")
     return lines
+
+
+def _slot(plan: LaunchPlan, slot: ArgSlot) -> str:
+    """A kernel parameter with the range a value must fit (integers; a finite float32) and the
+    message of a value that does not."""
+    low, high = INT_RANGES.get(slot.ctype, ("-", "-"))
+    float_max = FLOAT_MAX.get(slot.ctype, float("inf"))
+    bounded = slot.ctype in INT_RANGES or float_max != float("inf")
+    message = ""
+    if slot.kind == "scalar" and bounded:
+        message = scalar_misfit(plan.params[slot.index].name, slot.ctype, "{value}")
+    elif slot.kind == "extra":
+        message = extra_misfit(plan.extras[slot.index].label, slot.ctype, "{value}")
+    shown_max = repr(float_max) if float_max != float("inf") else "-"
+    return f"slot {slot.kind} {slot.index} {slot.ctype} {low} {high} {shown_max} {_s(message)}"
 
 
 def _output(plan: LaunchPlan, rule: OutputRule) -> str:
@@ -137,16 +157,6 @@ def _geometry(plan: LaunchPlan) -> str:
     three = lambda sizes, what: [_tree(plan, s, f"{what}[{i}]") for i, s in enumerate(sizes)] + ["c 1"] * (3 - len(sizes))  # noqa: E731
     trees = three(geometry.grid, "geometry.grid") + three(geometry.block, "geometry.block")
     return "geometry launch " + " ".join(trees + [_tree(plan, geometry.shared_mem_bytes, "geometry.shared_mem_bytes")])
-
-
-def _checks(plan: LaunchPlan, i: int, rule: Any) -> list[str]:
-    where = f"requires[{i}]"
-    if isinstance(rule, Divisible):
-        return [_check(plan, "divisible", rule.value, rule.by, where)]
-    if isinstance(rule, InRange):
-        bounds = [("min", rule.min), ("max", rule.max)]
-        return [_check(plan, kind, rule.value, bound, where) for kind, bound in bounds if bound is not None]
-    return [_check(plan, "equal", rule.a, rule.b, where)]
 
 
 def _check(plan: LaunchPlan, kind: str, value: SizeLike, other: SizeLike, where: str) -> str:

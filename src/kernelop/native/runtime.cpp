@@ -286,7 +286,8 @@ struct Slot {
   int index = 0;
   bool integer = false;
   __int128 low = 0, high = 0;
-  std::string low_text, high_text;
+  double float_max = INFINITY;  // a finite float32's bound; infinity for other types
+  std::string misfit;           // a scalar or extra outside the range, with {value}
 };
 
 struct ReduceDims {
@@ -323,6 +324,7 @@ struct Limits {
   int64_t max_threads = 1024, max_shared = 0;
   int64_t grid[3] = {0, 0, 0}, block[3] = {0, 0, 0};
   std::string nd_hint;
+  std::set<std::string> sticky;  // faults after which the context is unusable
 };
 
 struct Binary {
@@ -347,7 +349,6 @@ struct Op {
   std::vector<TensorParam> tensors;
   std::vector<ScalarParam> scalars;  // by position order of appearance
   std::vector<int> scalar_at;        // op position -> index in scalars, -1 for tensors
-  int num_params = 0;
   std::vector<std::vector<int>> groups;
   std::vector<Slot> slots;
   std::vector<std::pair<std::string, Tree>> extras;
@@ -444,13 +445,14 @@ std::unique_ptr<Op> parse_op(Tokens& head, std::istream& lines) {
       s.kind = in.word();
       s.index = static_cast<int>(in.integer());
       s.ctype = in.word();
-      s.low_text = in.word();
-      s.high_text = in.word();
-      s.integer = s.low_text != "-";
+      std::string low = in.word(), high = in.word(), float_max = in.word();
+      s.integer = low != "-";
       if (s.integer) {
-        s.low = parse_int128(s.low_text);
-        s.high = parse_int128(s.high_text);
+        s.low = parse_int128(low);
+        s.high = parse_int128(high);
       }
+      if (float_max != "-") s.float_max = std::stod(float_max);
+      s.misfit = in.text();
       op->slots.push_back(s);
     } else if (what == "extra") {
       std::string label = in.text();
@@ -713,31 +715,14 @@ void check_geometry(const Op& op, const Values& v, const Function& fn) {
            std::to_string(fn.max_dynamic_shared) + " (after its static shared memory)");
 }
 
-const char* c_name(const std::string& ctype) {
-  static const std::map<std::string, const char*> names = {
-      {"i32", "int"}, {"u32", "unsigned int"}, {"x32", "integer of unknown sign"}, {"i64", "long long"},
-      {"u64", "unsigned long long"}, {"x64", "integer of unknown sign"}, {"f32", "float"}, {"f64", "double"}, {"bool", "bool"}};
-  auto it = names.find(ctype);
-  return it == names.end() ? "pointer" : it->second;
-}
-
-int ctype_bits(const std::string& ctype) {
-  if (ctype == "bool") return 8;
-  return (ctype == "i32" || ctype == "u32" || ctype == "x32" || ctype == "f32") ? 32 : 64;
-}
-
+// Each extra within its parameter's range, in the extras' order (as check_integer_values).
 void check_extras(const Op& op, const Values& v) {
-  size_t e = 0;
   std::vector<const Slot*> by_index(op.extras.size());
   for (const auto& s : op.slots)
     if (s.kind == "extra") by_index[s.index] = &s;
-  for (e = 0; e < op.extras.size(); ++e) {
-    const Slot& s = *by_index[e];
-    __int128 value = v.extras[e];
-    if (value < s.low || value > s.high)
-      refuse("extra " + op.extras[e].first + " = " + std::to_string(v.extras[e]) + " does not fit the kernel's " + std::to_string(ctype_bits(s.ctype)) +
-             "-bit " + c_name(s.ctype) + " parameter (" + s.low_text + ".." + s.high_text + "); the kernel would index with a wrapped size");
-  }
+  for (size_t e = 0; e < by_index.size(); ++e)
+    if (v.extras[e] < by_index[e]->low || v.extras[e] > by_index[e]->high)
+      refuse(replace_all(by_index[e]->misfit, "{value}", std::to_string(v.extras[e])));
 }
 
 // -- the CUDA driver, opened at run time ----------------------------------------------------
@@ -803,14 +788,7 @@ std::string error_name(int result) {
   return std::to_string(result);
 }
 
-bool sticky(const std::string& name) {
-  static const char* faults[] = {"CUDA_ERROR_ILLEGAL_ADDRESS", "CUDA_ERROR_LAUNCH_FAILED", "CUDA_ERROR_HARDWARE_STACK_ERROR",
-                                 "CUDA_ERROR_ILLEGAL_INSTRUCTION", "CUDA_ERROR_MISALIGNED_ADDRESS", "CUDA_ERROR_INVALID_ADDRESS_SPACE",
-                                 "CUDA_ERROR_INVALID_PC", "CUDA_ERROR_ASSERT"};
-  for (const char* fault : faults)
-    if (name == fault) return true;
-  return false;
-}
+bool sticky(const std::string& name) { return limits().sticky.count(name) > 0; }
 
 void check_driver(int result, const std::string& what) {
   if (result != 0) refuse(what + " failed: " + error_name(result), Kind::Runtime);
@@ -928,27 +906,19 @@ const bool sync_after_launch = [] {
   return value && (std::string(value) == "1" || std::string(value) == "true" || std::string(value) == "yes" || std::string(value) == "on");
 }();
 
-std::string scalar_problem(const Op& op, const Slot& slot, const c10::IValue& value) {
-  const ScalarParam& param = op.scalars[op.scalar_at[slot.index]];
-  if (slot.integer && (value.isInt() || value.isBool())) {
-    __int128 v = value.isInt() ? value.toInt() : value.toBool();
-    if (v < slot.low || v > slot.high)
-      return "argument " + repr(param.name) + " = " + std::to_string(value.isInt() ? value.toInt() : value.toBool()) + " does not fit the kernel's " +
-             std::to_string(ctype_bits(slot.ctype)) + "-bit " + c_name(slot.ctype) + " parameter";
-  }
-  if (slot.ctype == "f32" && value.isDouble()) {
-    double v = value.toDouble();
-    if (v == v && std::abs(v) != INFINITY && std::abs(v) > 3.4028234663852886e38)
-      return "argument " + repr(param.name) + " = " + py_float(v) + " does not fit the kernel's 32-bit float parameter";
-  }
-  return "";
-}
-
-void refuse_values(const Op& op, const std::vector<c10::IValue>& args) {
-  for (const auto& slot : op.slots) {
+// The first scalar argument outside its parameter's range, refused as the Python path's
+// scalar_problem does (packing there fails on the same values).
+void refuse_values(const std::vector<Slot>& slots, const std::vector<c10::IValue>& args) {
+  for (const auto& slot : slots) {
     if (slot.kind != "scalar") continue;
-    std::string problem = scalar_problem(op, slot, args[slot.index]);
-    if (!problem.empty()) refuse(problem);
+    const c10::IValue& value = args[slot.index];
+    if (slot.integer && (value.isInt() || value.isBool())) {
+      int64_t v = value.isInt() ? value.toInt() : value.toBool();
+      if (v < slot.low || v > slot.high) refuse(replace_all(slot.misfit, "{value}", std::to_string(v)));
+    } else if (value.isDouble()) {
+      double v = value.toDouble();
+      if (v == v && std::abs(v) != INFINITY && std::abs(v) > slot.float_max) refuse(replace_all(slot.misfit, "{value}", py_float(v)));
+    }
   }
 }
 
@@ -1051,7 +1021,7 @@ struct NativeOp : c10::OperatorKernel {
     if (failed) refuse_tensors(op, present);
     for (const auto& slot : op.slots)
       if (slot.kind == "scalar" && (slot.ctype == "x32" || slot.ctype == "x64") && args[slot.index].isInt() && args[slot.index].toInt() < 0)
-        refuse_values(op, args);
+        refuse_values(op.slots, args);
 
     const int device = first->device().index();
     std::vector<at::Tensor> written(count);  // arguments written in place, as the caller passed them
@@ -1119,10 +1089,10 @@ struct NativeOp : c10::OperatorKernel {
 
     if (v.grid[0]) {
       Function fn = function_for(op, device, key);
+      refuse_values(op.slots, args);
       std::vector<unsigned char> data;
       data.reserve(8 * op.slots.size());
       std::vector<size_t> offsets;
-      bool misfit = false;
       for (const auto& slot : op.slots) {
         if (slot.kind == "tensor" || slot.kind == "output") {
           void* pointer = slot.kind == "output" ? outputs[slot.index].data_ptr() : (present[slot.index] ? tensors[slot.index].data_ptr() : nullptr);
@@ -1133,14 +1103,12 @@ struct NativeOp : c10::OperatorKernel {
         if (slot.integer) {
           int64_t x = value ? (value->isInt() ? value->toInt() : value->isBool() ? value->toBool() : static_cast<int64_t>(value->toDouble()))
                             : v.extras[slot.index];
-          misfit = misfit || x < slot.low || x > slot.high;
           if (slot.ctype == "i32" || slot.ctype == "x32") put(data, offsets, static_cast<int32_t>(x));
           else if (slot.ctype == "u32") put(data, offsets, static_cast<uint32_t>(x));
           else put(data, offsets, static_cast<int64_t>(x));
         } else {
           double x = value->isDouble() ? value->toDouble() : value->isInt() ? static_cast<double>(value->toInt()) : value->toBool();
           if (slot.ctype == "f32") {
-            misfit = misfit || (x == x && std::abs(x) != INFINITY && std::abs(x) > 3.4028234663852886e38);
             put(data, offsets, static_cast<float>(x));
           } else if (slot.ctype == "f64") {
             put(data, offsets, x);
@@ -1149,7 +1117,6 @@ struct NativeOp : c10::OperatorKernel {
           }
         }
       }
-      if (misfit) refuse_values(op, args);
       std::vector<void*> params(offsets.size());
       for (size_t i = 0; i < offsets.size(); ++i) params[i] = data.data() + offsets[i];
       void* stream = nullptr;
@@ -1223,6 +1190,8 @@ void define_program(const std::string& text, bool define, const std::string& fol
       for (auto& b : lim.block) b = in.integer();
     } else if (what == "ndhint") {
       limits().nd_hint = in.text();
+    } else if (what == "sticky") {
+      for (std::string name; in.stream >> name;) limits().sticky.insert(name);
     } else if (what == "op") {
       ops.push_back(parse_op(in, lines));
     } else if (what == "kernel") {  // a bundle's binary: op, instantiation, arch, symbol, file

@@ -91,7 +91,8 @@ class NativeRuntime:
             self.library.kernelop_native_add_kernel(op, key, arch, compiled.cubin, len(compiled.cubin), compiled.lowered_name.encode())
             return 0
         except Exception as exc:  # noqa: BLE001 - reported to the caller through the runtime's error
-            ctypes.memmove(error, str(exc).encode()[: size - 1] + b"\0", min(len(str(exc).encode()) + 1, size))
+            message = str(exc).encode()[: size - 1] + b"\0"
+            ctypes.memmove(error, message, len(message))
             return 1
 
 

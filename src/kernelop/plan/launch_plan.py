@@ -337,15 +337,24 @@ class LaunchPlan:
         return (kept, Const(1), Const(1)), (Const(geometry.block_size), Const(1), Const(1))
 
     def _checks(self, i: int, rule: Any, in_ranks: tuple[int, ...]) -> list[Check]:
-        where = f"requires[{i}]"
-        lower = lambda s: self._lower(s, in_ranks, (), f"{where}:")  # noqa: E731
-        if isinstance(rule, Divisible):
-            return [requirement_check("divisible", rule.value, lower(rule.value), rule.by, where)]
-        if isinstance(rule, InRange):
-            value = lower(rule.value)
-            bounds = [("min", rule.min), ("max", rule.max)]
-            return [requirement_check(kind, rule.value, value, bound, where) for kind, bound in bounds if bound is not None]
-        return [requirement_check("equal", rule.a, lower(rule.a), lower(rule.b), where, str(rule.b))]
+        checks = []
+        for kind, size, other, where in requirement_parts(i, rule):
+            lower = lambda s: self._lower(s, in_ranks, (), f"{where}:")  # noqa: E731
+            value = lower(size)  # before the other side: rank refusals come in this order
+            other_text = "" if isinstance(other, int) else str(other)
+            checks.append(requirement_check(kind, size, value, other if isinstance(other, int) else lower(other), where, other_text))
+        return checks
+
+
+def requirement_parts(i: int, rule: Any) -> list[tuple[str, Size, SizeLike, str]]:
+    """Requirement ``i`` as (rule, size, bound or other size, where) per comparison: an ``InRange``
+    with both bounds is two."""
+    where = f"requires[{i}]"
+    if isinstance(rule, Divisible):
+        return [("divisible", rule.value, rule.by, where)]
+    if isinstance(rule, InRange):
+        return [(kind, rule.value, bound, where) for kind, bound in (("min", rule.min), ("max", rule.max)) if bound is not None]
+    return [("equal", rule.a, rule.b, where)]
 
 
 def axis_out_of_range(what: str, axis: int, rank: object) -> str:

@@ -120,10 +120,19 @@ def check_integer_values(where: Where, labels: Sequence[str], ctypes: Sequence[s
     for label, ctype, value in zip(labels, ctypes, values):
         low, high = INT_RANGES[ctype]
         if not low <= value <= high:
-            where.fail(
-                f"extra {label} = {value} does not fit the kernel's {CTYPE_SIZES[ctype] * 8}-bit "
-                f"{C_NAMES[ctype]} parameter ({low}..{high}); the kernel would index with a wrapped size"
-            )
+            where.fail(extra_misfit(label, ctype, value))
+
+
+def extra_misfit(label: str, ctype: str, value: object) -> str:
+    """An extra outside its parameter's range (``value`` may be a placeholder)."""
+    low, high = INT_RANGES[ctype]
+    return (f"extra {label} = {value} does not fit the kernel's {CTYPE_SIZES[ctype] * 8}-bit "
+            f"{C_NAMES[ctype]} parameter ({low}..{high}); the kernel would index with a wrapped size")
+
+
+def scalar_misfit(name: str, ctype: str, value: object) -> str:
+    """A scalar argument outside its parameter's range (``value`` may be a placeholder)."""
+    return f"argument {name!r} = {value} does not fit the kernel's {CTYPE_SIZES[ctype] * 8}-bit {C_NAMES[ctype]} parameter"
 
 
 def scalar_problem(name: str, ctype: str, value: Any) -> Optional[str]:
@@ -131,7 +140,7 @@ def scalar_problem(name: str, ctype: str, value: Any) -> Optional[str]:
     if ctype in INT_RANGES:
         low, high = INT_RANGES[ctype]
         if isinstance(value, int) and not low <= value <= high:
-            return f"argument {name!r} = {value} does not fit the kernel's {CTYPE_SIZES[ctype] * 8}-bit {C_NAMES[ctype]} parameter"
+            return scalar_misfit(name, ctype, value)
     if ctype in FLOAT_MAX and isinstance(value, float) and value == value and abs(value) != float("inf") and abs(value) > FLOAT_MAX[ctype]:
-        return f"argument {name!r} = {value} does not fit the kernel's 32-bit float parameter"
+        return scalar_misfit(name, ctype, value)
     return None
