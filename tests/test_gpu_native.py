@@ -24,6 +24,7 @@ from written_kernels import add_bias_spec, add_positive_spec, axpby_spec, row_su
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    pytest.mark.skipif(not settings.SETTINGS.native_runtime, reason="KERNELOP_NATIVE_RUNTIME=0: ops are kept on Python"),
     pytest.mark.skipif(native_runtime.runtime() is None, reason=f"the native runtime is unavailable ({native_runtime.unavailable_reason()})"),
 ]
 REPO = Path(__file__).resolve().parents[1]

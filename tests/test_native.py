@@ -22,7 +22,9 @@ from written_kernels import add_bias_spec, add_positive_spec, axpby_spec, row_su
 SPECS = {k.name: k.spec for k in CORPUS if k.meta_fn is None} | {
     "axpby": axpby_spec(), "add_bias": add_bias_spec(), "row_sums": row_sums_spec(), "add_positive": add_positive_spec(),
 }
-needs_runtime = pytest.mark.skipif(native_runtime.runtime() is None, reason=f"the native runtime is unavailable here ({native_runtime.unavailable_reason()})")
+needs_runtime = pytest.mark.skipif(
+    not settings.SETTINGS.native_runtime or native_runtime.runtime() is None,
+    reason=f"KERNELOP_NATIVE_RUNTIME=0, or the native runtime is unavailable here ({native_runtime.unavailable_reason()})")
 
 
 def python_values(plan, shapes):
