@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the call fuzz's ops, the corpus
 
+import kernelop  # noqa: E402
 from kernelop.compiler import nvrtc  # noqa: E402
 from kernelop.compiler.cache import KernelCache  # noqa: E402
 from kernelop.cuda import driver  # noqa: E402
@@ -310,7 +311,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache_dir:  # a cold cache: registration compiles, the warm-up too
         start = time.perf_counter()
         ops = register_ops("soak", KernelCache(cache_dir))
-        print(f"registered {len(ops)} ops in {time.perf_counter() - start:.1f} s")
+        paths = Counter(kernelop.registered_ops()[op.name].call_path for op in ops)
+        print(f"registered {len(ops)} ops in {time.perf_counter() - start:.1f} s; call paths: "
+              + ", ".join(f"{count} {path}" for path, count in sorted(paths.items())))
         return dry_run(ops, options) if options.dry_run else soak(ops, options)
 
 

@@ -38,6 +38,16 @@ def skip_dynamic_export_on_torch_2_11() -> None:
         pytest.skip("torch 2.11's export fails formatting its constraint report for dynamic dims (symbolic_shapes.prettify_results)")
 
 
+@pytest.fixture(autouse=True)
+def shared_bytes_intact():
+    """Fails the test after which one of the interpreter's shared one-byte ``bytes`` objects no
+    longer holds its byte: C code (NVRTC, the driver, a ctypes callback) wrote into an immutable
+    buffer, and from then on, e.g., ``" ".encode()`` gives that byte instead of a space."""
+    yield
+    overwritten = [code for code in range(256) if bytes([code])[0] != code]
+    assert not overwritten, f"the interpreter's shared one-byte bytes objects for {overwritten} were overwritten during this test"
+
+
 def _fresh_name(prefix: str = "op") -> str:
     return f"{TEST_NAMESPACE}::{prefix}_{os.getpid()}_{next(_counter)}"
 

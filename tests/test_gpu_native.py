@@ -121,9 +121,6 @@ def test_a_native_op_records_into_a_cuda_graph(both):
     torch.testing.assert_close(out, 3.0 * x + y, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.xfail(torch.__version__.startswith("2.11."), strict=True,
-                   reason="torch 2.11's Inductor fails generating the cpp_wrapper autotune block around this op "
-                          "('Failed to run autotuning code block: invalid syntax'), before any call")
 def test_torch_compile_with_cpp_wrapper_calls_the_native_runtime(both):
     native, _ = both(axpby_spec)
     compiled = torch.compile(lambda x, y: native(x, y, 2.0, 1.0).relu() + 1, fullgraph=True, options={"cpp_wrapper": True})

@@ -3,6 +3,7 @@ the Python launcher's launch values and refusals (same numbers, same messages) f
 shapes, refuses CPU tensors as the Python path does, and an op it cannot run stays on Python."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 
@@ -161,3 +162,16 @@ def test_an_extra_beyond_its_c_type_is_refused_as_on_the_python_path(op_name, re
     native = outcome(lambda: native_runtime.runtime().launch_values(op, shapes))
     assert native == outcome(lambda: python_values(plan, shapes))
     assert native[0] == "ValueError" and "extra numel(x) = 2500000000 does not fit the kernel's 32-bit int parameter" in native[1]
+
+
+@needs_runtime
+def test_a_failing_kernel_provider_writes_its_message_into_the_runtimes_buffer():
+    """The runtime hands the provider a C buffer for the reason it failed; the message lands there
+    (and nowhere else: the interpreter's shared empty bytes and one-character strings are intact)."""
+    runtime = native_runtime.runtime()
+    error = ctypes.create_string_buffer(4096)
+    as_c = ctypes.cast(runtime._provider, ctypes.c_void_p).value
+    provide = native_runtime._PROVIDER(as_c)
+    assert provide(b"kotest::never_attached", b"float32", b"sm_90", ctypes.addressof(error), len(error)) == 1
+    assert "kotest::never_attached" in error.value.decode()
+    assert (b"", " ".join("ab"), bytes(1)) == (bytes(0), "a b", b"\0")

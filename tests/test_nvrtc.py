@@ -59,6 +59,21 @@ def test_relu_gives_cubin_and_ptx_from_one_run() -> None:
     assert kernel.nvrtc_version == nvrtc.nvrtc_version()
     assert "--gpu-architecture=sm_90" in kernel.options
     assert "--ptxas-options=-v" in kernel.options
+    assert ("--no-cache" in kernel.options) == (nvrtc.nvrtc_version() >= (12, 9))  # every report a real ptxas run
+
+
+def test_an_empty_log_is_read_without_touching_the_interpreters_shared_bytes() -> None:
+    """NVRTC writes its log into the buffer it is given, one NUL byte when the log is empty; were
+    that buffer a one-byte ``bytes``, it would be the interpreter's shared ``b" "``, and every later
+    ``" ".encode()`` (a separate ``print`` argument, generated code written piecewise) would give NUL."""
+    result, program = nvrtc._nvrtc.nvrtcCreateProgram(RELU.encode(), b"quiet.cu", 0, [], [])
+    try:
+        (compiled,) = nvrtc._nvrtc.nvrtcCompileProgram(program, 1, [b"--gpu-architecture=sm_90"])  # no ptxas -v: an empty log
+        assert compiled == nvrtc._nvrtc.nvrtcResult.NVRTC_SUCCESS
+        assert nvrtc._program_log(program, "my_relu") == ""
+    finally:
+        nvrtc._nvrtc.nvrtcDestroyProgram(program)
+    assert (" ".encode(), bytes(b" " * 1)) == (bytes([32]), bytes([32]))
 
 
 def test_template_name_expression_is_lowered_to_its_mangled_symbol() -> None:

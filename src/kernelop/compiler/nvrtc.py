@@ -177,12 +177,20 @@ def include_dirs(request: CompileRequest) -> tuple[str, ...]:
     return (*request.include_paths, *cuda_include_dirs(), *((str(SHIM_DIR),) if request.host_shims else ()))
 
 
+@functools.cache
+def _no_nvrtc_cache() -> tuple[str, ...]:
+    """NVRTC 12.9 and later keep their own compile cache, and a compile it serves carries no
+    ptxas report in its log; kernelop caches compiles itself, so every NVRTC run is a real one."""
+    return ("--no-cache",) if nvrtc_version() >= (12, 9) else ()
+
+
 def build_options(request: CompileRequest) -> tuple[str, ...]:
     """The exact NVRTC command line for a request (user include dirs win over CUDA's)."""
     return (
         f"--gpu-architecture={request.arch}",
         f"-std={request.std}",
         "--ptxas-options=-v",
+        *_no_nvrtc_cache(),
         *(f"-I{directory}" for directory in include_dirs(request)),
         *((f"--pre-include={PRELUDE}",) if request.host_shims else ()),
         *(f"-D{name}" if value is None else f"-D{name}={value}" for name, value in request.defines),
@@ -251,7 +259,7 @@ def _compile_program(
 def _program_log(program: object, label: str) -> str:
     result, size = _nvrtc.nvrtcGetProgramLogSize(program)
     _check(result, "nvrtcGetProgramLogSize", label)
-    buffer = b" " * size
+    buffer = bytearray(size)  # NVRTC writes into it: never an immutable (possibly shared) bytes object
     (result,) = _nvrtc.nvrtcGetProgramLog(program, buffer)
     _check(result, "nvrtcGetProgramLog", label)
     return buffer.rstrip(b"\x00").decode(errors="replace")
@@ -261,10 +269,10 @@ def _read_output(program: object, kind: str, label: str) -> bytes:
     """Read the CUBIN or PTX of a compiled program (``kind`` picks the NVRTC getter pair)."""
     result, size = getattr(_nvrtc, f"nvrtcGet{kind}Size")(program)
     _check(result, f"nvrtcGet{kind}Size", label)
-    buffer = b" " * size
+    buffer = bytearray(size)  # NVRTC writes into it: never an immutable (possibly shared) bytes object
     (result,) = getattr(_nvrtc, f"nvrtcGet{kind}")(program, buffer)
     _check(result, f"nvrtcGet{kind}", label)
-    return buffer
+    return bytes(buffer)
 
 
 def _check(result: object, call: str, label: str) -> None:

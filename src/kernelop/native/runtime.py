@@ -23,7 +23,10 @@ from . import build
 from .program import header, op_program, program_problem
 
 log = logging.getLogger("kernelop")
-_PROVIDER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t)
+# The error buffer arrives as an address: as ``c_char_p`` ctypes would hand over a bytes copy
+# (for an empty buffer, the interpreter's shared ``b""``), and writing the message into that
+# would corrupt the interpreter instead of reaching the runtime.
+_PROVIDER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
 _ERROR_SIZE = 4096
 
 
@@ -85,7 +88,9 @@ class NativeRuntime:
     def _provide(self, op: bytes, key: bytes, arch: bytes, error: int, size: int) -> int:
         """The runtime asks for a kernel: compile (or read from the cache) and hand it over."""
         try:
-            binaries = self.binaries[op.decode()]
+            binaries = self.binaries.get(op.decode())
+            if binaries is None:
+                raise LookupError(f"{op.decode()}: the native runtime asked for a kernel of an op kernelop did not attach")
             dtypes = tuple(getattr(torch, name) for name in key.decode().split(",")) if key else None
             compiled = binaries.for_arch(arch.decode(), dtypes)
             self.library.kernelop_native_add_kernel(op, key, arch, compiled.cubin, len(compiled.cubin), compiled.lowered_name.encode())
