@@ -28,6 +28,7 @@ import time
 from typing import Callable, Optional
 
 import torch
+from torch.utils import cpp_extension
 
 import kernelop as ttk
 from kernelop import settings
@@ -55,12 +56,23 @@ __global__ void relu_t(const T* x, int n, T* y) {
   if (i < n) y[i] = x[i] > T(0) ? x[i] : T(0);
 }
 """
+CPP_RELU_OP = r"""
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+at::Tensor relu_from_cpp(const at::Tensor& x) { return at::relu(x); }
+
+TORCH_LIBRARY(bench_cpp, m) { m.def("relu(Tensor x) -> Tensor"); }
+TORCH_LIBRARY_IMPL(bench_cpp, CUDA, m) { m.impl("relu", relu_from_cpp); }
+"""
 N = 1024
 BLOCK = 256
 PYTHON_PATH = "kernelop, Python call path"
 ATEN_OP = "torch.ops.aten.relu.default"
 WRAPPED_KERNELOP = "cpp_wrapper model: the kernelop relu"
 WRAPPED_ATEN = "cpp_wrapper model: torch.relu"
+CPP_OP = "a C++ custom op calling at::relu"
+WRAPPED_CPP_OP = "cpp_wrapper model: a C++ custom op calling at::relu"
 OWN_ORDER = "kernelop, own order + 2-D Launch"
 TEMPLATED = "kernelop, relu<T> chosen by dtype"
 GRAPH_LAUNCHES = 100
@@ -96,6 +108,16 @@ def cpp_wrapper_candidate(x: torch.Tensor, relu: Callable[[torch.Tensor], torch.
     """A compiled model (C++ wrapper) of the relu alone."""
     model = torch.compile(lambda t: relu(t), fullgraph=True, options={"cpp_wrapper": True})
     return lambda: model(x)
+
+
+def cpp_custom_op() -> Callable[[torch.Tensor], torch.Tensor]:
+    """The same relu as a custom op registered from C++, as an extension's ops are: a compiled
+    model reaches it the way it reaches a kernelop op (a boxed dispatcher call by name), so it is
+    the floor for any custom op in such a model."""
+    if not hasattr(torch.ops.bench_cpp, "relu"):
+        cpp_extension.load_inline("kernelop_bench_cpp_relu", cpp_sources=CPP_RELU_OP, is_python_module=False, with_cuda=False)
+        torch.library.register_fake("bench_cpp::relu")(lambda t: torch.empty_like(t))
+    return torch.ops.bench_cpp.relu
 
 
 def own_order_candidate(x: torch.Tensor) -> Callable[[], object]:
@@ -271,8 +293,10 @@ def main() -> int:
     candidates: dict[str, tuple[Callable[[], object], int]] = {"torch.relu": (lambda: torch.relu(x), 1)}
     candidates["kernelop"] = (kernelop_candidate(x), 1)
     for label, make in ((PYTHON_PATH, python_path_candidate), (ATEN_OP, lambda t: (lambda: torch.ops.aten.relu.default(t))),
+                        (CPP_OP, lambda t: (lambda op: lambda: op(t))(cpp_custom_op())),
                         (WRAPPED_KERNELOP, lambda t: cpp_wrapper_candidate(t, torch.ops.bench.relu)),
-                        (WRAPPED_ATEN, lambda t: cpp_wrapper_candidate(t, torch.relu))):
+                        (WRAPPED_ATEN, lambda t: cpp_wrapper_candidate(t, torch.relu)),
+                        (WRAPPED_CPP_OP, lambda t: cpp_wrapper_candidate(t, cpp_custom_op()))):
         if wanted(label):
             candidates[label] = (make(x), 1)
     if wanted(OWN_ORDER):
@@ -324,7 +348,7 @@ def main() -> int:
     print("\nRatios paired within each round (median, and the middle half of rounds):")
     print(paired_ratio(samples, "kernelop", "torch.relu"))
     for numerator, denominator in ((PYTHON_PATH, "torch.relu"), (ATEN_OP, "torch.relu"), ("kernelop", PYTHON_PATH),
-                                   (WRAPPED_KERNELOP, WRAPPED_ATEN)):
+                                   ("kernelop", CPP_OP), (WRAPPED_KERNELOP, WRAPPED_ATEN), (WRAPPED_KERNELOP, WRAPPED_CPP_OP)):
         if numerator in samples and denominator in samples:
             print(paired_ratio(samples, numerator, denominator))
     if OWN_ORDER in samples:
