@@ -16,7 +16,7 @@ import torch
 
 import kernelop as ttk
 from kernelop import settings
-from kernelop.export.bundle import LIBRARY, export_bundle
+from kernelop.export.bundle import LIBRARY, export_bundle, not_built_for
 from kernelop.native import runtime as native_runtime
 from conftest import op_packet
 from written_kernels import add_bias_spec, add_positive_spec, axpby_spec, row_sums_spec
@@ -161,6 +161,27 @@ def test_a_bundle_serves_its_ops_in_a_process_without_kernelop(op_name, register
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[-1] == "ok" and lines[0].startswith(f"kernelop.call({op}): numel(x) is 4, but requires[0] requires it to equal numel(y)")
+
+
+def test_a_bundle_for_another_architecture_is_refused_by_its_library_naming_both(op_name, register, tmp_path):
+    op = op_name("axpby")
+    register(op, axpby_spec())
+    here = "sm_{}{}".format(*torch.cuda.get_device_capability())
+    other = "sm_80" if here != "sm_80" else "sm_90"
+    library = export_bundle(tmp_path / "bundle", [op], [other]) / LIBRARY
+    script = textwrap.dedent(f"""
+        import sys, torch
+        torch.ops.load_library({str(library)!r})
+        x = torch.ones(8, device="cuda")
+        try:
+            torch.ops.{op.replace('::', '.')}(x, x, 1.0, 1.0)
+        except ValueError as error:
+            print(error)
+        assert "kernelop" not in sys.modules
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[0] == not_built_for(op, other, here)
 
 
 CPP_PROGRAM = r"""

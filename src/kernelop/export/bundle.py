@@ -70,7 +70,8 @@ def _write_library(root: Path, registrations: list[Registration], entries: list[
         return
     lines = header()
     for registration in registrations:
-        lines += op_program(registration.plan, registration.binaries.kernel_label, registration.binaries.shared_opt_in, registration.schema)  # type: ignore[arg-type, union-attr]
+        lines += op_program(registration.plan, registration.binaries.kernel_label, registration.binaries.shared_opt_in,  # type: ignore[arg-type, union-attr]
+                            (registration.schema, not_built_for(registration.op_name, "{built}", "{arch}")))
     for entry in entries:
         for kernel in entry["kernels"]:
             fields = (entry["name"], ",".join(kernel["dtypes"]), kernel["arch"], kernel["symbol"], kernel["cubin"])
@@ -119,10 +120,14 @@ def kernels_for(entry: dict[str, Any], arch: str) -> list[dict[str, Any]]:
     both named, never launched (a CUBIN runs only on the architecture it was built for)."""
     kernels = [k for k in entry["kernels"] if k["arch"] == arch]
     if not kernels:
-        built = sorted({k["arch"] for k in entry["kernels"]})
-        raise ValueError(f"kernelop.bundle({entry['name']}): built for {', '.join(built)}, but this GPU is {arch}; "
-                         f"export it again with --arch {arch}")
+        raise ValueError(not_built_for(entry["name"], ", ".join(sorted({k["arch"] for k in entry["kernels"]})), arch))
     return kernels
+
+
+def not_built_for(op_name: str, built: str, arch: str) -> str:
+    """A bundle's op on a GPU it has no kernels for (the loadable library says the same, from
+    this text with ``{built}`` and ``{arch}`` filled in)."""
+    return f"kernelop.bundle({op_name}): built for {built}, but this GPU is {arch}; export it again with --arch {arch}"
 
 
 def _op_entry(registration: Registration, archs: Sequence[str], root: Path) -> dict[str, Any]:

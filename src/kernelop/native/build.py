@@ -1,7 +1,7 @@
 """Build the native runtime (``runtime.cpp``) against the installed torch, once per torch version.
 
 It links to libtorch, so a build serves one torch version and C++ ABI: the file is named by
-both and by the source's digest, and kept in the cache folder (which must be the user's own and
+both and by the source's digest and the program format it reads, and kept in the cache folder (which must be the user's own and
 written by no one else: every process that runs an op loads it). Where no C++ compiler or no
 torch headers exist, ``load`` says why and kernelop calls through Python.
 """
@@ -22,6 +22,7 @@ import torch
 
 from ..counters import Counter
 from ..cuda.launch_shim import build_atomically, first_line, folder_problem
+from .program import FORMAT
 
 SOURCE = Path(__file__).with_name("runtime.cpp")
 BUILD_COUNTER = Counter()
@@ -41,7 +42,7 @@ class RuntimeLoad:
 def library_name() -> str:
     """Named by torch's version and C++ ABI and by the source, so no stale build is reused."""
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + bytes([abi])).hexdigest()[:16]
+    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + bytes([abi, FORMAT])).hexdigest()[:16]
     return f"kernelop_native-torch{torch.__version__.replace('+', '_')}-{digest}.so"
 
 
@@ -60,7 +61,7 @@ def build_command(cxx: str, output: Path) -> list[str]:
     lib = root / "lib"
     return [
         cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-w",
-        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}", f"-DKERNELOP_PROGRAM_FORMAT={FORMAT}",
         f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
         str(SOURCE), "-o", str(output),
         f"-L{lib}", "-lc10", "-ltorch_cpu", "-ltorch", f"-Wl,-rpath,{lib}", "-ldl",

@@ -8,12 +8,12 @@ placeholders (``{rank}``, ``{value}``, ``{other}``, ``{shape}``, ``{shapes}``) f
 call knows; the C++ side fills them in. Strings are percent-encoded, so a token never holds a
 space.
 
-    kernelop-native-program 1
+    kernelop-native-program 2
     limits <max threads> <max shared bytes> <grid x y z> <block x y z>
     ndhint <text>
     sticky <CUresult name>...                faults after which the CUDA context is unusable
     op <name> <kernel label, quoted> <first required> <outputs> <shared opt-in> <nd layout>
-    schema <schema>                          only in bundles: the op is defined from it
+    schema <schema> <not built for message>  only in bundles: the op is defined from it; a GPU it has no kernels for
     tensor <name> <position> <optional> <mutates> <declared> <allowed> <pointer note>
     scalar <name> <position> <float|int|bool>
     group <tensor index>...                  template type parameter: its tensors, key first
@@ -45,7 +45,7 @@ from ..plan.launch_plan import (
 from ..pytorch.launch_checks import MAX_BLOCK, MAX_GRID, extra_misfit, failure, negative_output, scalar_misfit
 from ..pytorch.launcher import ND_GRID_HINT
 
-FORMAT = 1
+FORMAT = 2  # the runtime is built for this one (build.py passes it to the compiler)
 _OPS = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "cdiv": "cdiv", "min": "min", "max": "max"}
 
 
@@ -69,13 +69,14 @@ def header() -> list[str]:
             "sticky " + " ".join(sorted(STICKY_ERRORS))]
 
 
-def op_program(plan: LaunchPlan, kernel_label: str, shared_opt_in: bool, schema: Optional[str] = None) -> list[str]:
-    """The lines of one op, ``op`` to ``end``; with ``schema``, a process without kernelop can define it."""
+def op_program(plan: LaunchPlan, kernel_label: str, shared_opt_in: bool, bundled: Optional[tuple[str, str]] = None) -> list[str]:
+    """The lines of one op, ``op`` to ``end``; with ``bundled`` (its schema, and the message of a
+    GPU its bundle has no kernels for), a process without kernelop can define it."""
     assert program_problem(plan) is None, program_problem(plan)
     nd = int(getattr(plan.geometry, "layout", "") == "nd")
     lines = [f"op {_s(plan.op_name)} {_s(repr(kernel_label))} {plan.first_required} {plan.num_outputs} {int(shared_opt_in)} {nd}"]
-    if schema is not None:
-        lines.append(f"schema {_s(schema)}")
+    if bundled is not None:
+        lines.append(f"schema {_s(bundled[0])} {_s(bundled[1])}")
     pointee = {s.index: s for s in plan.arg_layout if s.kind == "tensor"}
     for param in plan.params:
         if not param.is_tensor:

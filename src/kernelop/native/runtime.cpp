@@ -344,6 +344,7 @@ struct Values {
 
 struct Op {
   std::string name, kernel_repr, schema;
+  std::string not_built;  // bundles: the message of a GPU the bundle has no kernels for ({built}, {arch})
   int first_required = 0, num_outputs = 0;
   bool shared_opt_in = false, nd = false;
   std::vector<TensorParam> tensors;
@@ -406,6 +407,7 @@ std::unique_ptr<Op> parse_op(Tokens& head, std::istream& lines) {
     if (what == "end") return op;
     if (what == "schema") {
       op->schema = in.text();
+      op->not_built = in.text();
     } else if (what == "tensor") {
       TensorParam t;
       t.name = in.text();
@@ -868,8 +870,8 @@ Function function_for(Op& op, int device_index, const std::string& key) {
       for (const auto& [k, b] : op.binaries) built.insert(k.substr(k.find('|') + 1));
       std::string list;
       for (const auto& a : built) list += (list.empty() ? "" : ", ") + a;
-      throw Refusal{Kind::Value, "\x01kernelop.bundle(" + op.name + "): built for " + (list.empty() ? "no architecture" : list) +
-                                     ", but this GPU is " + arch + "; export it again with --arch " + arch};
+      if (op.not_built.empty()) refuse("no kernel for " + arch + " was provided", Kind::Runtime);
+      throw Refusal{Kind::Value, "\x01" + replace_all(replace_all(op.not_built, "{built}", list.empty() ? "no architecture" : list), "{arch}", arch)};
     }
     binary = it->second;
   }
@@ -1175,8 +1177,9 @@ void register_op(const std::shared_ptr<Op>& op, bool define) {
 void define_program(const std::string& text, bool define, const std::string& folder) {
   std::istringstream lines(text);
   std::string line;
-  if (!std::getline(lines, line) || line != "kernelop-native-program 1")
-    throw std::runtime_error("expected a kernelop native program of format 1 (got " + line.substr(0, 60) + ")");
+  const std::string format = std::to_string(KERNELOP_PROGRAM_FORMAT);
+  if (!std::getline(lines, line) || line != "kernelop-native-program " + format)
+    throw std::runtime_error("expected a kernelop native program of format " + format + " (got " + line.substr(0, 60) + ")");
   std::vector<std::shared_ptr<Op>> ops;
   while (std::getline(lines, line)) {
     Tokens in(line);
