@@ -11,7 +11,8 @@ the same stream and compares. Every few seconds all threads park at a barrier wi
 freed, and the main thread synchronises and samples ``torch.cuda.memory_allocated()``.
 
 It fails (exit status 1) on a wrong result, an unexpected error or refusal, an accepted invalid
-call, memory that grows by more than ``--memory-margin-mib`` after the warm-up, an NVRTC compile
+call, a shared one-byte ``bytes`` object of the interpreter overwritten (C code writing into
+immutable memory), memory that grows by more than ``--memory-margin-mib`` after the warm-up, an NVRTC compile
 (``kernelop.compiler.nvrtc.COMPILE_COUNTER``) or module load (by the Python launcher or the native runtime)
 after the warm-up, or a thread that stops answering (a hung call).
 
@@ -42,6 +43,7 @@ from kernelop.compiler import nvrtc  # noqa: E402
 from kernelop.compiler.cache import KernelCache  # noqa: E402
 from kernelop.cuda import driver  # noqa: E402
 from kernelop.native import runtime as native_runtime  # noqa: E402
+from conftest import overwritten_shared_bytes  # noqa: E402
 from test_gpu_call_fuzz import Draw, RegisteredOp, describe, refusal_problem, register_ops, relayout_args, result_problem  # noqa: E402
 
 MIB = 1 << 20
@@ -249,6 +251,8 @@ def soak(ops: list[RegisteredOp], options: argparse.Namespace) -> int:
         f"NVRTC compiles after the warm-up: {final[0] - warmed[0]}" if final[0] != warmed[0] else None,
         f"module loads after the warm-up: {final[1] - warmed[1]}" if final[1] != warmed[1] else None,
         "no calls" if not calls else None,
+        f"the interpreter's shared one-byte bytes objects for {overwritten_shared_bytes()} were overwritten"
+        if overwritten_shared_bytes() else None,
     ) if p]
 
     backend = driver.launch_backend()

@@ -38,13 +38,18 @@ def skip_dynamic_export_on_torch_2_11() -> None:
         pytest.skip("torch 2.11's export fails formatting its constraint report for dynamic dims (symbolic_shapes.prettify_results)")
 
 
+def overwritten_shared_bytes() -> list[int]:
+    """The bytes whose interpreter-wide one-byte ``bytes`` object no longer holds that byte: C
+    code (NVRTC, the driver, a ctypes callback) wrote into an immutable buffer, and from then on,
+    e.g., ``" ".encode()`` gives the written byte instead of a space."""
+    return [code for code in range(256) if bytes([code])[0] != code]
+
+
 @pytest.fixture(autouse=True)
 def shared_bytes_intact():
-    """Fails the test after which one of the interpreter's shared one-byte ``bytes`` objects no
-    longer holds its byte: C code (NVRTC, the driver, a ctypes callback) wrote into an immutable
-    buffer, and from then on, e.g., ``" ".encode()`` gives that byte instead of a space."""
+    """Fails the test after which one of the interpreter's shared one-byte ``bytes`` objects changed."""
     yield
-    overwritten = [code for code in range(256) if bytes([code])[0] != code]
+    overwritten = overwritten_shared_bytes()
     assert not overwritten, f"the interpreter's shared one-byte bytes objects for {overwritten} were overwritten during this test"
 
 
