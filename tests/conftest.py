@@ -45,12 +45,19 @@ def overwritten_shared_bytes() -> list[int]:
     return [code for code in range(256) if bytes([code])[0] != code]
 
 
+_first_overwritten_by: list[str] = []
+
+
 @pytest.fixture(autouse=True)
-def shared_bytes_intact():
-    """Fails the test after which one of the interpreter's shared one-byte ``bytes`` objects changed."""
+def shared_bytes_intact(request):
+    """Fails the test after which one of the interpreter's shared one-byte ``bytes`` objects
+    changed; the damage lasts for the process, so later tests fail naming that first test."""
     yield
     overwritten = overwritten_shared_bytes()
-    assert not overwritten, f"the interpreter's shared one-byte bytes objects for {overwritten} were overwritten during this test"
+    if overwritten and not _first_overwritten_by:
+        _first_overwritten_by.append(request.node.nodeid)
+        pytest.fail(f"the interpreter's shared one-byte bytes objects for {overwritten} were overwritten during this test")
+    assert not overwritten, f"the interpreter's shared one-byte bytes objects were overwritten earlier, by {_first_overwritten_by[0]}"
 
 
 def _fresh_name(prefix: str = "op") -> str:

@@ -14,6 +14,9 @@
 // Loaded from a bundle (beside a kernelop_ops.program file), it defines and registers the
 // bundle's ops by itself: torch.ops.load_library, or dlopen from a C++ program, is enough.
 
+#ifndef KERNELOP_PROGRAM_FORMAT
+#error "build with -DKERNELOP_PROGRAM_FORMAT=<kernelop.native.program.FORMAT> (native/build.py does)"
+#endif
 #include <ATen/core/Tensor.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty.h>
@@ -866,11 +869,11 @@ Function function_for(Op& op, int device_index, const std::string& key) {
     std::lock_guard<std::mutex> lock(op.mutex);
     auto it = op.binaries.find(binary_key);
     if (it == op.binaries.end()) {
+      if (op.not_built.empty()) refuse("no kernel for " + arch + " was provided", Kind::Runtime);
       std::set<std::string> built;
       for (const auto& [k, b] : op.binaries) built.insert(k.substr(k.find('|') + 1));
       std::string list;
       for (const auto& a : built) list += (list.empty() ? "" : ", ") + a;
-      if (op.not_built.empty()) refuse("no kernel for " + arch + " was provided", Kind::Runtime);
       throw Refusal{Kind::Value, "\x01" + replace_all(replace_all(op.not_built, "{built}", list.empty() ? "no architecture" : list), "{arch}", arch)};
     }
     binary = it->second;
