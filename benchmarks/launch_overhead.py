@@ -6,8 +6,9 @@ on the Python call path; ``torch.ops.aten.relu.default``; a model compiled with
 generates its own kernel for that one: one launch each, so the ratio is what calling the op from a
 compiled model costs over an ATen op of the same size); the relu as a custom op registered from
 C++ (``TORCH_LIBRARY``, calling ``at::relu``), eager and in such a compiled model: the floor for
-any custom op, which a compiled model reaches through the dispatcher by name; the same relu written as existing kernels often are
-(output first, sizes after the pointers, a 2-D grid of 32x8 blocks) and registered with
+any custom op, which a compiled model reaches through the dispatcher by name; the same relu
+written as existing kernels often are (output first, sizes after the pointers, a 2-D grid of
+32x8 blocks) and registered with
 ``param_order`` and a ``Launch`` geometry; the relu as a template whose instantiation each call
 picks from the input's dtype; the torch_tensorrt.kernels-style eager path (a
 torch.library op whose impl wraps PyTorch's stream and builds a cuda.core LaunchConfig per

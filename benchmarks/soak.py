@@ -243,6 +243,7 @@ def soak(ops: list[RegisteredOp], options: argparse.Namespace) -> int:
         total.merge(tally)
     calls = sum(total.calls.values())
     memory_line, memory_problem = memory_verdict(samples, options)
+    overwritten = overwritten_shared_bytes()
     problems = [p for p in (
         stopped,
         f"{total.wrong} wrong results" if total.wrong else None,
@@ -251,8 +252,7 @@ def soak(ops: list[RegisteredOp], options: argparse.Namespace) -> int:
         f"NVRTC compiles after the warm-up: {final[0] - warmed[0]}" if final[0] != warmed[0] else None,
         f"module loads after the warm-up: {final[1] - warmed[1]}" if final[1] != warmed[1] else None,
         "no calls" if not calls else None,
-        f"the interpreter's shared one-byte bytes objects for {overwritten_shared_bytes()} were overwritten"
-        if overwritten_shared_bytes() else None,
+        f"the interpreter's shared one-byte bytes objects for {overwritten} were overwritten" if overwritten else None,
     ) if p]
 
     backend = driver.launch_backend()

@@ -16,7 +16,7 @@ from kernelop import settings
 from kernelop.native import runtime as native_runtime
 from kernelop.native.program import program_problem
 from kernelop.pytorch.launcher import EagerLauncher
-from conftest import op_packet
+from conftest import op_packet, overwritten_shared_bytes
 from kernel_corpus import CORPUS
 from written_kernels import add_bias_spec, add_positive_spec, axpby_spec, row_sums_spec
 
@@ -167,11 +167,11 @@ def test_an_extra_beyond_its_c_type_is_refused_as_on_the_python_path(op_name, re
 @needs_runtime
 def test_a_failing_kernel_provider_writes_its_message_into_the_runtimes_buffer():
     """The runtime hands the provider a C buffer for the reason it failed; the message lands there
-    (and nowhere else: the interpreter's shared empty bytes and one-character strings are intact)."""
+    (and nowhere else: the interpreter's shared one-byte bytes objects are intact)."""
     runtime = native_runtime.runtime()
     error = ctypes.create_string_buffer(4096)
     as_c = ctypes.cast(runtime._provider, ctypes.c_void_p).value
     provide = native_runtime._PROVIDER(as_c)
     assert provide(b"kotest::never_attached", b"float32", b"sm_90", ctypes.addressof(error), len(error)) == 1
     assert "kotest::never_attached" in error.value.decode()
-    assert (len(b""), " ".encode()[0], bytes(1)[0]) == (0, 32, 0)
+    assert overwritten_shared_bytes() == []

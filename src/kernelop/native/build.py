@@ -1,8 +1,9 @@
 """Build the native runtime (``runtime.cpp``) against the installed torch, once per torch version.
 
 It links to libtorch, so a build serves one torch version and C++ ABI: the file is named by
-both and by the source's digest and the program format it reads, and kept in the cache folder (which must be the user's own and
-written by no one else: every process that runs an op loads it). Where no C++ compiler or no
+both, by the source's digest and by the program format it reads, and kept in the cache folder
+(which must be the user's own and written by no one else: every process that runs an op loads
+it). Where no C++ compiler or no
 torch headers exist, ``load`` says why and kernelop calls through Python.
 """
 from __future__ import annotations
