@@ -30,14 +30,6 @@ RELU_SOURCE = """extern "C" __global__ void my_relu(const float* x, int n, float
 _counter = itertools.count()
 
 
-def skip_dynamic_export_on_torch_2_11() -> None:
-    """torch 2.11's export of a custom op with named dynamic dims fails inside torch, while it
-    formats its own constraint report (``prettify_results`` splits ``"L['x'].size()[1]<=64"`` on
-    spaced operators); torch 2.13 exports the same programs."""
-    if tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 12):
-        pytest.skip("torch 2.11's export fails formatting its constraint report for dynamic dims (symbolic_shapes.prettify_results)")
-
-
 def overwritten_shared_bytes() -> list[int]:
     """The bytes whose interpreter-wide one-byte ``bytes`` object no longer holds that byte: C
     code (NVRTC, the driver, a ctypes callback) wrote into an immutable buffer, and from then on,

@@ -13,7 +13,6 @@ import torch
 import kernelop as ttk
 from kernelop.compiler.cache import KernelCache
 from kernel_corpus import CORPUS
-from conftest import skip_dynamic_export_on_torch_2_11
 
 pytestmark = [
     pytest.mark.gpu,
@@ -123,7 +122,6 @@ def test_torch_export_with_dynamic_dims_runs(tmp_path):
     x = torch.randn(8, 64, device="cuda")
     static = torch.export.export(Model(), (x,))
     torch.testing.assert_close(static.module()(x), softmax_reference(x).t(), atol=1e-5, rtol=1e-5)
-    skip_dynamic_export_on_torch_2_11()
     rows, cols = torch.export.Dim("rows", min=1, max=4096), torch.export.Dim("cols", min=1, max=16384)  # the spec's ranges
     program = torch.export.export(Model(), (x,), dynamic_shapes={"x": {0: rows, 1: cols}})
     for shape in [(8, 64), (3, 1000)]:

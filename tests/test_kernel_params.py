@@ -13,7 +13,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import kernelop as ttk
 from kernelop.plan.describe import describe
 from kernelop.pytorch.launcher import EagerLauncher
-from conftest import op_packet, skip_dynamic_export_on_torch_2_11
+from conftest import op_packet
 
 SOFTMAX = r"""
 extern "C" __global__ void softmax_rows(float* __restrict__ out, const float* __restrict__ inp, int N, int C) {
@@ -301,7 +301,6 @@ def test_fake_impl_checks_requirements_and_export_records_them(op_name, register
     with FakeTensorMode():
         with pytest.raises(ValueError, match=r"argument 'inp' axis -1 has size 66, but requires\[0\]"):
             op_packet(name)(torch.empty(3, 66, device="cuda"))
-    skip_dynamic_export_on_torch_2_11()
     example = (torch.randn(4, 64),)  # traced on the CPU; the fake impl only reads shapes
     rows, cols = torch.export.Dim("rows"), torch.export.Dim("cols", max=1024)
     with pytest.raises(Exception, match=r"(?s)Not all values of cols.*% 4"):

@@ -11,7 +11,6 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 import kernelop as ttk
 from kernelop.compiler.nvrtc import CompileRequest, compile_kernel
-from conftest import skip_dynamic_export_on_torch_2_11
 
 
 def _packet(name: str):
@@ -200,7 +199,6 @@ def test_export_keeps_dynamic_dim_symbolic(op_name, relu_spec, register):
         def forward(self, x):
             return op(x)
 
-    skip_dynamic_export_on_torch_2_11()
     batch = torch.export.Dim("batch", min=2, max=1024)
     ep = torch.export.export(M(), (torch.randn(4, 8),), dynamic_shapes={"x": {0: batch}})
     assert any(n.target is op.default for n in ep.graph.nodes)
@@ -223,7 +221,6 @@ def test_export_of_elementwise_op_with_two_dynamic_dims(op_name, relu_spec, regi
         def forward(self, x):
             return op(x) + 1
 
-    skip_dynamic_export_on_torch_2_11()
     dims = {"x": {0: torch.export.Dim("rows", min=2, max=64), 1: torch.export.Dim("cols", min=2, max=64)}}
     ep = torch.export.export(M(), (torch.randn(3, 5),), dynamic_shapes=dims)
     (x_val,) = _placeholder_vals(ep.graph_module)
