@@ -241,8 +241,9 @@ print("ok")
 def test_an_aotinductor_package_calls_the_ops_without_kernelop(op_name, register, tmp_path):
     probe = subprocess.run([sys.executable, "-c", AOTI_PROBE.format(path=str(tmp_path / "probe.pt2"))], capture_output=True, text=True, timeout=400)
     if probe.returncode != 0:
-        pytest.skip(f"this torch ({torch.__version__}) cannot load even an ATen-only AOTInductor package here "
-                    f"(exit status {probe.returncode}): {probe.stderr.strip()[-300:]}")
+        pytest.skip(f"this torch ({torch.__version__}) cannot load even an ATen-only AOTInductor package built with "
+                    f"CXX={os.environ.get('CXX', '(unset)')} (exit status {probe.returncode}; a compiler that linked "
+                    f"libstdc++ statically into packages made every load crash on one machine): {probe.stderr.strip()[-300:]}")
     op = op_name("axpby")
     register(op, axpby_spec())
     library = bundle_of(op, tmp_path / "bundle")
