@@ -12,7 +12,6 @@ import torch
 import torch.multiprocessing as mp
 
 import kernelop as ttk
-from kernelop.cuda import driver
 from kernelop.compiler.cache import KernelCache
 from kernelop.cli.examples import EXAMPLES, RELU
 from conftest import module_loads

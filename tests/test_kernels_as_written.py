@@ -13,7 +13,7 @@ from kernelop.compiler.cache import KernelCache
 from kernelop.compiler.nvrtc import COMPILE_COUNTER
 
 from conftest import op_packet
-from written_kernels import SOURCE, T, add_bias_spec, add_positive_spec, axpby_spec, row_sums_spec
+from written_kernels import T, add_bias_spec, add_positive_spec, axpby_spec, row_sums_spec
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 

@@ -22,7 +22,7 @@ import torch
 from ..compiler.cache import write_atomically
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
-from ..dsl.validate import check_arch
+from ..dsl.validate_options import check_arch
 from ..errors import Where
 from ..frontend.registry import Registration, registered_ops
 from ..native import runtime as native_runtime

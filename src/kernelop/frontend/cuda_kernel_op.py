@@ -15,7 +15,8 @@ from ..compiler.signature import first_kernel_name, plain_kernel_names, read_sig
 from ..compiler.target import target_arch
 from ..cuda.binaries import KernelBinaries
 from ..dsl.spec import ConverterPriority, Custom, KernelSpec, snapshot
-from ..dsl.validate import check_converter_options, check_op_name, check_overrides, check_spec, scalar_names
+from ..dsl.validate import check_spec, scalar_names
+from ..dsl.validate_options import check_converter_options, check_op_name, check_overrides
 from ..errors import Where
 from ..native import runtime as native_runtime
 from ..plan.binding import bind_kernel

@@ -5,7 +5,7 @@ import re
 from typing import Any, Callable, Optional, Union
 
 from ..dsl.spec import ConverterPriority
-from ..dsl.validate import check_converter_options, check_op_name, check_overrides
+from ..dsl.validate_options import check_converter_options, check_op_name, check_overrides
 from ..errors import Where
 from ..pytorch import library, schema as schemas
 from ..trt import decision, registration as trt_registration

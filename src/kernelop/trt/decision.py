@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence
 
 from ..dsl.spec import Custom
-from ..dsl.validate import check_flag, is_identifier
+from ..dsl.validate_options import check_flag, is_identifier
 from ..errors import Where
 from ..plan.launch_plan import LaunchPlan
 
