@@ -512,6 +512,38 @@ def test_sync_mode_names_the_faulting_op(tmp_path):
     assert "restart the process" in result.stdout
 
 
+SYNC_CAPTURE = textwrap.dedent(
+    r"""
+    import torch, kernelop as ttk
+    ttk.cuda_kernel_op("synccap::relu", ttk.KernelSpec(
+        kernel_source='extern "C" __global__ void relu(const float* x, int n, float* y) '
+                      '{ int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f; }',
+        kernel_name="relu", inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
+        extras=[ttk.Numel("x")], geometry=ttk.Elementwise(block=(256,))))
+    x = torch.randn(4096, device="cuda")
+    torch.ops.synccap.relu(x)  # warm-up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = torch.ops.synccap.relu(x)
+    x.copy_(torch.randn(4096, device="cuda"))
+    graph.replay()
+    torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
+    print("ok", ttk.registered_ops()["synccap::relu"].call_path)
+    """
+)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_sync_mode_captures_cuda_graphs(tmp_path, native):
+    """A capturing stream cannot be synchronised: under KERNELOP_SYNC=1 a launch being captured
+    is only recorded, and the graph replays."""
+    env = {**os.environ, "KERNELOP_SYNC": "1", "KERNELOP_NATIVE_RUNTIME": native, "KERNELOP_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run([sys.executable, "-c", SYNC_CAPTURE], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr[-3000:]
+    assert result.stdout.split()[1] == ("native" if native == "1" else "python"), result.stdout
+
+
 def test_torch_compile_reduce_overhead_equals_eager(cache):
     op = relu_op(cache)
 

@@ -242,5 +242,12 @@ def check_launch(result: Any, stream: int, synchronize: bool) -> None:
     if int(result) != _SUCCESS:
         name = error_name(result)
         raise DriverError(f"cuLaunchKernel failed: {name}", name)
-    if synchronize:
+    if synchronize and not capturing(stream):
         check(cu.cuStreamSynchronize(stream), "cuStreamSynchronize")
+
+
+def capturing(stream: int) -> bool:
+    """A stream being captured into a CUDA graph cannot be synchronised (the capture would be
+    invalidated), and its launches only record: ``KERNELOP_SYNC`` has nothing to check there."""
+    err, status = cu.cuStreamIsCapturing(stream)
+    return err == _SUCCESS and status != cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE

@@ -746,6 +746,7 @@ struct Driver {
   int (*set_function_attribute)(void*, int, int) = nullptr;
   Launch launch = nullptr;
   int (*synchronize)(void*) = nullptr;
+  int (*is_capturing)(void*, int*) = nullptr;  // status 0: the stream is not capturing
   int (*error_name)(int, const char**) = nullptr;
   int (*current_stream)(int32_t, void**) = nullptr;  // aoti_torch_get_current_cuda_stream
   std::string problem;
@@ -777,6 +778,7 @@ const Driver& driver() {
     bind(cuda, "cuFuncSetAttribute", d.set_function_attribute, d.problem);
     bind(cuda, "cuLaunchKernel", d.launch, d.problem);
     bind(cuda, "cuStreamSynchronize", d.synchronize, d.problem);
+    bind(cuda, "cuStreamIsCapturing", d.is_capturing, d.problem);
     bind(cuda, "cuGetErrorName", d.error_name, d.problem);
     void* torch_cuda = dlopen("libtorch_cuda.so", RTLD_NOW | RTLD_NOLOAD);
     d.current_stream = torch_cuda ? reinterpret_cast<int (*)(int32_t, void**)>(dlsym(torch_cuda, "aoti_torch_get_current_cuda_stream")) : nullptr;
@@ -785,6 +787,13 @@ const Driver& driver() {
     return d;
   }();
   return value;
+}
+
+// A stream being captured into a CUDA graph cannot be synchronised (the capture would be
+// invalidated), and its launches only record: KERNELOP_SYNC has nothing to check there.
+bool capturing(void* stream) {
+  int status = 0;
+  return driver().is_capturing(stream, &status) == 0 && status != 0;
 }
 
 std::string error_name(int result) {
@@ -1136,7 +1145,8 @@ struct NativeOp : c10::OperatorKernel {
       }
       std::string failure;
       if (result != 0) failure = "cuLaunchKernel failed: " + error_name(result);
-      else if (sync_after_launch && (result = driver().synchronize(stream)) != 0) failure = "cuStreamSynchronize failed: " + error_name(result);
+      else if (sync_after_launch && !capturing(stream) && (result = driver().synchronize(stream)) != 0)
+        failure = "cuStreamSynchronize failed: " + error_name(result);
       if (!failure.empty())
         refuse("kernel " + op.kernel_repr + " failed: " + failure + "." + (sticky(error_name(result)) ? " The CUDA context is now unusable: restart the process." : ""),
                Kind::Runtime);
