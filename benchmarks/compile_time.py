@@ -3,9 +3,10 @@ NVRTC, first-call load, and the native runtime's one-time build.
 
 Each phase runs in its own process, timed after imports (and, with a GPU, after CUDA's one-time
 initialisation, which any GPU program pays), as a user's program would start. The native runtime
-is built once per machine and torch version, in a phase of its own, so that the registration
+is built once per machine, torch version and cache folder, in a phase of its own, so that the registration
 phases time the kernels alone. With a GPU, each registration phase then times its first call
-(module load and parameter check) against the second.
+(module load and parameter check; on the Python call path, in a cold cache, also the launch
+shim's build) against the second.
 
     PYTHONPATH=src python benchmarks/compile_time.py
 """
@@ -71,6 +72,7 @@ def child(phase: str) -> dict:
     result["nvrtc_runs"] = nvrtc.COMPILE_COUNTER.count
     result["runtime_builds"] = build.BUILD_COUNTER.count
     if torch.cuda.is_available():
+        result["call_path"] = ttk.registered_ops()["compile_bench::scale_0"].call_path
         x = torch.randn(1024, device="cuda")
         op = torch.ops.compile_bench.scale_0
         torch.cuda.synchronize()
@@ -109,6 +111,7 @@ def main() -> int:
     if "cuda_init" in warm:
         print(f"CUDA initialisation (not included):   {ms(warm['cuda_init'])}")
     if "first_call" in warm:
+        print(f"call path:                              {warm['call_path']}")
         print(f"first call, cold (module load + check): {ms(cold['first_call'])}")
         print(f"first call, warm (module load + check): {ms(warm['first_call'])}")
         print(f"second call:                            {ms(warm['second_call'])}")

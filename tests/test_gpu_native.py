@@ -244,7 +244,7 @@ def aotinductor_compiler(tmp_path: Path) -> str:
     package loads here; skips where none does. A compiler that linked libstdc++ statically into
     packages made every load crash on one machine, in that copy's ``std::regex``."""
     failures = []
-    for cxx in dict.fromkeys(c for c in (os.environ.get("CXX"), shutil.which("g++")) if c):
+    for cxx in dict.fromkeys(shutil.which(c) or c for c in (os.environ.get("CXX"), "g++") if c):
         probe = subprocess.run([sys.executable, "-c", AOTI_PROBE.format(path=str(tmp_path / "probe.pt2"))],
                                env={**os.environ, "CXX": cxx}, capture_output=True, text=True, timeout=400)
         if probe.returncode == 0:

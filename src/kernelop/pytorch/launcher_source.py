@@ -14,7 +14,7 @@ from ..plan.launch_plan import LaunchPlan
 def launcher_source(plan: LaunchPlan, tensor_rules: tuple, has_meta_fn: bool, sync: bool) -> str:
     """``def call(...)`` for ``plan``: ``tensor_rules`` are (index, allowed dtypes or None) per
     tensor input; with ``has_meta_fn`` the outputs come from ``meta_outputs``; with ``sync``
-    every launch is followed by a stream synchronisation."""
+    every launch is followed by a stream synchronisation (unless the stream is being captured)."""
     params = plan.tensor_params
     tensors = [f"t{i}" for i in range(len(params))]
     shapes = [f"s{i}" for i in range(len(tensors))]
