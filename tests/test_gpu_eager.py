@@ -516,11 +516,10 @@ def test_sync_mode_names_the_faulting_op(tmp_path):
 SYNC_CAPTURE = textwrap.dedent(
     r"""
     import torch, kernelop as ttk
+    from kernelop.cli.examples import RELU
     ttk.cuda_kernel_op("synccap::relu", ttk.KernelSpec(
-        kernel_source='extern "C" __global__ void relu(const float* x, int n, float* y) '
-                      '{ int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = x[i] > 0.f ? x[i] : 0.f; }',
-        kernel_name="relu", inputs=[ttk.InputDecl("x")], outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))],
-        extras=[ttk.Numel("x")], geometry=ttk.Elementwise(block=(256,))))
+        kernel_source=RELU, kernel_name="my_relu", inputs=[ttk.InputDecl("x")],
+        outputs=[ttk.OutputDecl("y", shape=ttk.SameAs(0))], extras=[ttk.Numel("x")], geometry=ttk.Elementwise(block=(256,))))
     x = torch.randn(4096, device="cuda")
     torch.ops.synccap.relu(x)  # warm-up outside the capture
     graph = torch.cuda.CUDAGraph()
