@@ -220,21 +220,23 @@ def _choose_backend() -> LaunchBackend:
     return LaunchBackend("native", loaded.module.launch, loaded.reason)
 
 
-def launch_in_context(fn: LoadedFunction, dims: tuple, stream: int, layout: bytes, values: tuple) -> int:
-    """A launch with the function's context pushed for the call; returns the CUresult.
+def launch_in_context(fn: LoadedFunction, dims: tuple, stream: int, layout: bytes, values: tuple, synchronize: bool) -> None:
+    """Launch with the function's context pushed, and check it (synchronising with
+    ``synchronize``) before that context is popped again.
 
     Needed on a thread where no context, or another device's, is current (a fresh thread, say).
     """
     with in_context(fn.context):
-        return int(bindings_launch(fn.handle, dims, stream, layout, *values))
+        check_launch(int(bindings_launch(fn.handle, dims, stream, layout, *values)), stream, synchronize)
 
 
 def finish_launch(fn: LoadedFunction, result: Any, dims: tuple, stream: int, layout: bytes, values: tuple, synchronize: bool) -> None:
     """After a launch that did not plainly succeed (or to synchronise): retry a launch refused
     for want of the function's context with that context pushed, then check the result."""
     if int(result) in CONTEXT_ERRORS:
-        result = launch_in_context(fn, dims, stream, layout, values)
-    check_launch(result, stream, synchronize)
+        launch_in_context(fn, dims, stream, layout, values, synchronize)
+    else:
+        check_launch(result, stream, synchronize)
 
 
 def check_launch(result: Any, stream: int, synchronize: bool) -> None:
@@ -250,4 +252,6 @@ def capturing(stream: int) -> bool:
     """A stream being captured into a CUDA graph cannot be synchronised (the capture would be
     invalidated), and its launches only record: ``KERNELOP_SYNC`` has nothing to check there."""
     err, status = cu.cuStreamIsCapturing(stream)
+    if err == cu.CUresult.CUDA_ERROR_STREAM_CAPTURE_IMPLICIT:  # the legacy stream, while another captures
+        return True
     return err == _SUCCESS and status != cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE

@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -793,7 +794,8 @@ const Driver& driver() {
 // invalidated), and its launches only record: KERNELOP_SYNC has nothing to check there.
 bool capturing(void* stream) {
   int status = 0;
-  return driver().is_capturing(stream, &status) == 0 && status != 0;
+  int result = driver().is_capturing(stream, &status);
+  return result == 906 || (result == 0 && status != 0);  // 906: the legacy stream, while another captures
 }
 
 std::string error_name(int result) {
@@ -1139,8 +1141,9 @@ struct NativeOp : c10::OperatorKernel {
         return driver().launch(fn.handle, v.grid[0], v.grid[1], v.grid[2], v.block[0], v.block[1], v.block[2], v.shared, stream, params.data(), nullptr);
       };
       int result = launch();
+      std::optional<ContextPush> push;  // held until the launch is checked (and synchronised)
       if (result == 201 || result == 400) {  // no context current on this thread: push the device's
-        ContextPush push(primary_context(device));
+        push.emplace(primary_context(device));
         result = launch();
       }
       std::string failure;

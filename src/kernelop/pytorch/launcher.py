@@ -166,12 +166,10 @@ class EagerLauncher:
             self._load(k)
         fn = self.functions[k]
         try:
-            result = driver.launch_in_context(fn, v, stream, self.layout, values)
+            driver.launch_in_context(fn, v, stream, self.layout, values, self.sync)
         except PACK_ERRORS:
             self._refuse_values(args_by_position)
             raise
-        try:
-            driver.check_launch(result, stream, self.sync)
         except driver.DriverError as exc:
             self._launch_failed(exc)
 
