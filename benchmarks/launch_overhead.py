@@ -2,9 +2,11 @@
 
 Candidates: torch.relu; the kernelop op (on the native runtime where it builds); the same op kept
 on the Python call path; ``torch.ops.aten.relu.default``; a model compiled with
-``torch.compile(cpp_wrapper=True)`` of the kernelop relu alone, and of torch.relu alone (Inductor
-generates its own kernel for that one: one launch each, so the ratio is what calling the op from a
-compiled model costs over an ATen op of the same size); the relu as a custom op registered from
+``torch.compile(cpp_wrapper=True)`` of the kernelop relu alone, of torch.relu alone (Inductor
+generates its own kernel for that one), and of torch.abs alone with Inductor's lowering replaced by
+a fallback, so that the model calls ATen's kernel through its C shim (``aoti_torch_cuda_abs``), as
+it calls any ATen op it does not generate: one launch each, so the ratios are what calling the op
+from a compiled model costs over an ATen op of the same size; the relu as a custom op registered from
 C++ (``TORCH_LIBRARY``, calling ``at::relu``), eager and in such a compiled model: the floor for
 any custom op, which a compiled model reaches through the dispatcher by name; the same relu
 written as existing kernels often are (output first, sizes after the pointers, a 2-D grid of
@@ -74,6 +76,7 @@ PYTHON_PATH = "kernelop, Python call path"
 ATEN_OP = "torch.ops.aten.relu.default"
 WRAPPED_KERNELOP = "cpp_wrapper model: the kernelop relu"
 WRAPPED_ATEN = "cpp_wrapper model: torch.relu"
+WRAPPED_ATEN_CALL = "cpp_wrapper model: torch.abs called through its C shim"
 CPP_OP = "a C++ custom op calling at::relu"
 WRAPPED_CPP_OP = "cpp_wrapper model: a C++ custom op calling at::relu"
 OWN_ORDER = "kernelop, own order + 2-D Launch"
@@ -121,6 +124,17 @@ def cpp_custom_op() -> Callable[[torch.Tensor], torch.Tensor]:
         cpp_extension.load_inline("kernelop_bench_cpp_relu", cpp_sources=CPP_RELU_OP, is_python_module=False, with_cuda=False)
         torch.library.register_fake("bench_cpp::relu")(lambda t: torch.empty_like(t))
     return torch.ops.bench_cpp.relu
+
+
+def aten_called_abs() -> Callable[[torch.Tensor], torch.Tensor]:
+    """torch.abs, which Inductor is made to call rather than generate: an ATen op outside
+    Inductor's own kernels, reached directly through its C shim, as a kernelop op is opaque to it.
+    Only abs changes (its lowering is replaced in this process)."""
+    from torch._inductor import lowering
+
+    if torch.ops.aten.abs.default not in lowering.fallbacks:
+        lowering.make_fallback(torch.ops.aten.abs, warn=False)
+    return torch.abs
 
 
 def own_order_candidate(x: torch.Tensor) -> Callable[[], object]:
@@ -286,6 +300,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=1000)
+    # Inductor reads --only from sys.argv too and writes it unescaped into a generated module's
+    # string literal: candidate names hold no quotes.
     parser.add_argument("--only", default="", help="candidate names to keep, separated by semicolons (torch.relu always runs)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -299,6 +315,7 @@ def main() -> int:
                         (CPP_OP, lambda t: (lambda op: lambda: op(t))(cpp_custom_op())),
                         (WRAPPED_KERNELOP, lambda t: cpp_wrapper_candidate(t, torch.ops.bench.relu)),
                         (WRAPPED_ATEN, lambda t: cpp_wrapper_candidate(t, torch.relu)),
+                        (WRAPPED_ATEN_CALL, lambda t: cpp_wrapper_candidate(t, aten_called_abs())),
                         (WRAPPED_CPP_OP, lambda t: cpp_wrapper_candidate(t, cpp_custom_op()))):
         if wanted(label):
             candidates[label] = (make(x), 1)
@@ -328,7 +345,8 @@ def main() -> int:
     for label, (fn, _) in candidates.items():  # warm-up, and every candidate must be correct
         out = fn()
         if isinstance(out, torch.Tensor):
-            torch.testing.assert_close(out.reshape(x.shape), torch.relu(x), rtol=0, atol=0, msg=f"{label} is wrong")
+            expected = torch.abs(x) if label == WRAPPED_ATEN_CALL else torch.relu(x)
+            torch.testing.assert_close(out.reshape(x.shape), expected, rtol=0, atol=0, msg=f"{label} is wrong")
     compiles, loads = nvrtc.COMPILE_COUNTER.count, module_loads()
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
@@ -351,7 +369,8 @@ def main() -> int:
     print("\nRatios paired within each round (median, and the middle half of rounds):")
     print(paired_ratio(samples, "kernelop", "torch.relu"))
     for numerator, denominator in ((PYTHON_PATH, "torch.relu"), (ATEN_OP, "torch.relu"), ("kernelop", PYTHON_PATH),
-                                   ("kernelop", CPP_OP), (WRAPPED_KERNELOP, WRAPPED_ATEN), (WRAPPED_KERNELOP, WRAPPED_CPP_OP)):
+                                   ("kernelop", CPP_OP), (WRAPPED_KERNELOP, WRAPPED_ATEN), (WRAPPED_KERNELOP, WRAPPED_ATEN_CALL),
+                                   (WRAPPED_ATEN_CALL, WRAPPED_ATEN), (WRAPPED_KERNELOP, WRAPPED_CPP_OP)):
         if numerator in samples and denominator in samples:
             print(paired_ratio(samples, numerator, denominator))
     if OWN_ORDER in samples:

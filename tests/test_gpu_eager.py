@@ -513,9 +513,9 @@ def test_sync_mode_names_the_faulting_op(tmp_path):
     assert "restart the process" in result.stdout
 
 
-SYNC_CAPTURE = textwrap.dedent(
+SYNC_MODE = textwrap.dedent(
     r"""
-    import torch, kernelop as ttk
+    import threading, torch, kernelop as ttk
     from kernelop.cli.examples import RELU
     ttk.cuda_kernel_op("synccap::relu", ttk.KernelSpec(
         kernel_source=RELU, kernel_name="my_relu", inputs=[ttk.InputDecl("x")],
@@ -528,20 +528,26 @@ SYNC_CAPTURE = textwrap.dedent(
     x.copy_(torch.randn(4096, device="cuda"))
     graph.replay()
     torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
+    seen = {}  # a thread with no current context: launched and synchronised with the context pushed
+    thread = threading.Thread(target=lambda: seen.setdefault("y", torch.ops.synccap.relu(x)))
+    thread.start()
+    thread.join()
+    torch.testing.assert_close(seen["y"], torch.relu(x), rtol=0, atol=0)
     print("ok", ttk.registered_ops()["synccap::relu"].call_path)
     """
 )
 
 
 @pytest.mark.parametrize("native", ["1", "0"])
-def test_sync_mode_captures_cuda_graphs(tmp_path, native):
+def test_sync_mode_captures_cuda_graphs_and_launches_from_fresh_threads(tmp_path, native):
     """A capturing stream cannot be synchronised: under KERNELOP_SYNC=1 a launch being captured
-    is only recorded, and the graph replays."""
+    is only recorded, and the graph replays. A launch from a thread with no current context is
+    synchronised before the context pushed for it is popped."""
     if native == "1" and (native_build.compiler() is None or native_build.headers_problem() is not None):
         pytest.skip("the native runtime cannot be built here (no C++ compiler or no torch headers)")
     env = {**os.environ, "KERNELOP_SYNC": "1", "KERNELOP_NATIVE_RUNTIME": native, "KERNELOP_CACHE_DIR": str(tmp_path),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    result = subprocess.run([sys.executable, "-c", SYNC_CAPTURE], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([sys.executable, "-c", SYNC_MODE], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr[-3000:]
     assert result.stdout.split()[1] == ("native" if native == "1" else "python"), result.stdout
 
