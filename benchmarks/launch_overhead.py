@@ -116,6 +116,23 @@ def cpp_wrapper_candidate(x: torch.Tensor, relu: Callable[[torch.Tensor], torch.
     return lambda: model(x)
 
 
+def aten_call_candidate(x: torch.Tensor) -> Callable[[], object]:
+    """The compiled model of torch.abs, which Inductor is made to call rather than generate: an
+    ATen op outside Inductor's own kernels, reached directly through its C shim, as a kernelop op
+    is opaque to it. Only abs changes (its lowering is replaced in this process). It is compiled
+    now, without the graph cache, and held to calling the shim: a cached graph from before the
+    fallback would time Inductor's own kernel instead."""
+    from torch._inductor import lowering
+    from torch._inductor.utils import run_and_get_code
+
+    if torch.ops.aten.abs.default not in lowering.fallbacks:
+        lowering.make_fallback(torch.ops.aten.abs, warn=False)
+    model = torch.compile(lambda t: torch.abs(t), fullgraph=True, options={"cpp_wrapper": True, "fx_graph_cache": False})
+    _, code = run_and_get_code(model, x)
+    assert any("aoti_torch_cuda_abs(" in source for source in code), "the compiled torch.abs model does not call ATen's C shim"
+    return lambda: model(x)
+
+
 def cpp_custom_op() -> Callable[[torch.Tensor], torch.Tensor]:
     """The same relu as a custom op registered from C++, as an extension's ops are: a compiled
     model reaches it the way it reaches a kernelop op (a boxed dispatcher call by name), so it is
@@ -124,17 +141,6 @@ def cpp_custom_op() -> Callable[[torch.Tensor], torch.Tensor]:
         cpp_extension.load_inline("kernelop_bench_cpp_relu", cpp_sources=CPP_RELU_OP, is_python_module=False, with_cuda=False)
         torch.library.register_fake("bench_cpp::relu")(lambda t: torch.empty_like(t))
     return torch.ops.bench_cpp.relu
-
-
-def aten_called_abs() -> Callable[[torch.Tensor], torch.Tensor]:
-    """torch.abs, which Inductor is made to call rather than generate: an ATen op outside
-    Inductor's own kernels, reached directly through its C shim, as a kernelop op is opaque to it.
-    Only abs changes (its lowering is replaced in this process)."""
-    from torch._inductor import lowering
-
-    if torch.ops.aten.abs.default not in lowering.fallbacks:
-        lowering.make_fallback(torch.ops.aten.abs, warn=False)
-    return torch.abs
 
 
 def own_order_candidate(x: torch.Tensor) -> Callable[[], object]:
@@ -315,7 +321,7 @@ def main() -> int:
                         (CPP_OP, lambda t: (lambda op: lambda: op(t))(cpp_custom_op())),
                         (WRAPPED_KERNELOP, lambda t: cpp_wrapper_candidate(t, torch.ops.bench.relu)),
                         (WRAPPED_ATEN, lambda t: cpp_wrapper_candidate(t, torch.relu)),
-                        (WRAPPED_ATEN_CALL, lambda t: cpp_wrapper_candidate(t, aten_called_abs())),
+                        (WRAPPED_ATEN_CALL, aten_call_candidate),
                         (WRAPPED_CPP_OP, lambda t: cpp_wrapper_candidate(t, cpp_custom_op()))):
         if wanted(label):
             candidates[label] = (make(x), 1)

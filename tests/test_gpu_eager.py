@@ -528,10 +528,17 @@ SYNC_MODE = textwrap.dedent(
     x.copy_(torch.randn(4096, device="cuda"))
     graph.replay()
     torch.testing.assert_close(y, torch.relu(x), rtol=0, atol=0)
+    from cuda.bindings import driver as cu
     seen = {}  # a thread with no current context: launched and synchronised with the context pushed
-    thread = threading.Thread(target=lambda: seen.setdefault("y", torch.ops.synccap.relu(x)))
+
+    def work():
+        seen["context_before"] = int(cu.cuCtxGetCurrent()[1])
+        seen["y"] = torch.ops.synccap.relu(x)
+
+    thread = threading.Thread(target=work)
     thread.start()
     thread.join()
+    assert seen["context_before"] == 0, "the thread had a current context: the case under test did not arise"
     torch.testing.assert_close(seen["y"], torch.relu(x), rtol=0, atol=0)
     print("ok", ttk.registered_ops()["synccap::relu"].call_path)
     """

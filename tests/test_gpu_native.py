@@ -1,7 +1,8 @@
 """The native runtime on a GPU: the same results and refusals as the Python path, opcheck on
 both, CUDA graphs, ``torch.compile(cpp_wrapper=True)`` calling it, a bundle's library serving the
 ops in a process without kernelop, a C++ program calling them through the dispatcher with no
-Python in the process, and an AOTInductor package (where this torch can load one)."""
+Python in the process, and an AOTInductor package (where this torch can load one), run from
+Python without kernelop and from a C++ program without Python."""
 from __future__ import annotations
 
 import dataclasses
@@ -209,20 +210,30 @@ int main(int argc, char** argv) {
 """
 
 
+def build_cpp_program(source: str, directory: Path, compiler: str = "c++") -> Path:
+    """A program built against the torch wheel's libtorch (CUDA included), as a deployment is."""
+    (directory / "main.cpp").write_text(source)
+    include, lib = TORCH / "include", TORCH / "lib"
+    build = subprocess.run(
+        [compiler, "-O1", "-std=c++17", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}", f"-I{include}",
+         f"-I{include / 'torch/csrc/api/include'}", "main.cpp", "-o", "main", f"-L{lib}", "-Wl,--no-as-needed", "-ltorch_cuda",
+         "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{lib}", "-ldl"],
+        capture_output=True, text=True, cwd=directory, timeout=400)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return directory / "main"
+
+
+def run_cpp_program(program: Path, *args: str) -> subprocess.CompletedProcess:
+    """Runs it with no Python variables in its environment (it has no interpreter to use them)."""
+    return subprocess.run([str(program), *args], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+
+
 def test_a_cpp_program_calls_bundle_ops_through_the_dispatcher(op_name, register, tmp_path):
     op = op_name("axpby")
     register(op, axpby_spec())
     library = bundle_of(op, tmp_path / "bundle")
-    (tmp_path / "main.cpp").write_text(CPP_PROGRAM)
-    include, lib = TORCH / "include", TORCH / "lib"
-    build = subprocess.run(
-        ["c++", "-O1", "-std=c++17", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}", f"-I{include}",
-         f"-I{include / 'torch/csrc/api/include'}", "main.cpp", "-o", "main", f"-L{lib}", "-Wl,--no-as-needed", "-ltorch_cuda",
-         "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{lib}", "-ldl"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=400)
-    assert build.returncode == 0, build.stderr[-3000:]
-    done = subprocess.run([str(tmp_path / "main"), str(library), op], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    done = run_cpp_program(build_cpp_program(CPP_PROGRAM, tmp_path), str(library), op)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.startswith("max error ")
 
@@ -253,7 +264,32 @@ def aotinductor_compiler(tmp_path: Path) -> str:
     pytest.skip(f"this torch ({torch.__version__}) cannot load even an ATen-only AOTInductor package here; " + "; ".join(failures or ["no C++ compiler"]))
 
 
+CPP_AOTI_PROGRAM = r"""
+#include <ATen/ATen.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <dlfcn.h>
+#include <cstdio>
+
+// Loads a kernelop bundle's library, then runs an AOTInductor package whose model calls its op.
+int main(int argc, char** argv) {
+  if (!dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL)) {
+    std::fprintf(stderr, "%s\n", dlerror());
+    return 2;
+  }
+  torch::inductor::AOTIModelPackageLoader loader(argv[2]);
+  auto x = at::randn({4096}, at::device(at::kCUDA));
+  auto y = at::randn({4096}, at::device(at::kCUDA));
+  auto out = loader.run({x, y});
+  auto error = (out.at(0) - (2.0 * x + 3.0 * y).relu()).abs().max().item<double>();
+  std::printf("max error %g\n", error);
+  return error < 1e-5 ? 0 : 1;
+}
+"""
+
+
 def test_an_aotinductor_package_calls_the_ops_without_kernelop(op_name, register, tmp_path):
+    """The package runs in a Python process that never imports kernelop, and in a C++ program
+    with no Python at all; both load only the bundle's library."""
     cxx = aotinductor_compiler(tmp_path)
     op = op_name("axpby")
     register(op, axpby_spec())
@@ -279,3 +315,7 @@ def test_an_aotinductor_package_calls_the_ops_without_kernelop(op_name, register
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=400)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    program = build_cpp_program(CPP_AOTI_PROGRAM, tmp_path, cxx)
+    done = run_cpp_program(program, str(library), package)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.startswith("max error ")

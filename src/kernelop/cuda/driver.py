@@ -100,9 +100,11 @@ class in_context:
             check(cu.cuCtxPushCurrent(cu.CUcontext(self.ctx)), "cuCtxPushCurrent")
             self.pushed = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if self.pushed:
-            check(cu.cuCtxPopCurrent(), "cuCtxPopCurrent")
+            popped = cu.cuCtxPopCurrent()
+            if exc_type is None:  # a failed pop never hides the launch's own error
+                check(popped, "cuCtxPopCurrent")
 
 
 DEFAULT_SHARED_PER_BLOCK = 48 * 1024

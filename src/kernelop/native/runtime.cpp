@@ -790,12 +790,18 @@ const Driver& driver() {
   return value;
 }
 
+// The driver's results that the runtime acts on (CUresult values).
+constexpr int kSuccess = 0;
+constexpr int kInvalidContext = 201;
+constexpr int kInvalidHandle = 400;
+constexpr int kStreamCaptureImplicit = 906;  // the legacy stream, while another stream captures
+
 // A stream being captured into a CUDA graph cannot be synchronised (the capture would be
 // invalidated), and its launches only record: KERNELOP_SYNC has nothing to check there.
 bool capturing(void* stream) {
   int status = 0;
   int result = driver().is_capturing(stream, &status);
-  return result == 906 || (result == 0 && status != 0);  // 906: the legacy stream, while another captures
+  return result == kStreamCaptureImplicit || (result == kSuccess && status != 0);
 }
 
 std::string error_name(int result) {
@@ -807,7 +813,7 @@ std::string error_name(int result) {
 bool sticky(const std::string& name) { return limits().sticky.count(name) > 0; }
 
 void check_driver(int result, const std::string& what) {
-  if (result != 0) refuse(what + " failed: " + error_name(result), Kind::Runtime);
+  if (result != kSuccess) refuse(what + " failed: " + error_name(result), Kind::Runtime);
 }
 
 std::map<int, void*>& contexts() {
@@ -1142,13 +1148,13 @@ struct NativeOp : c10::OperatorKernel {
       };
       int result = launch();
       std::optional<ContextPush> push;  // held until the launch is checked (and synchronised)
-      if (result == 201 || result == 400) {  // no context current on this thread: push the device's
+      if (result == kInvalidContext || result == kInvalidHandle) {  // no context current on this thread: push the device's
         push.emplace(primary_context(device));
         result = launch();
       }
       std::string failure;
-      if (result != 0) failure = "cuLaunchKernel failed: " + error_name(result);
-      else if (sync_after_launch && !capturing(stream) && (result = driver().synchronize(stream)) != 0)
+      if (result != kSuccess) failure = "cuLaunchKernel failed: " + error_name(result);
+      else if (sync_after_launch && !capturing(stream) && (result = driver().synchronize(stream)) != kSuccess)
         failure = "cuStreamSynchronize failed: " + error_name(result);
       if (!failure.empty())
         refuse("kernel " + op.kernel_repr + " failed: " + failure + "." + (sticky(error_name(result)) ? " The CUDA context is now unusable: restart the process." : ""),
