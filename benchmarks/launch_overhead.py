@@ -85,7 +85,7 @@ GRAPH_LAUNCHES = 100
 
 
 def kernelop_candidate(x: torch.Tensor, name: str = "relu") -> Callable[[], object]:
-    """The seed relu as a kernelop op (on the native runtime where it builds)."""
+    """The README Quickstart's relu as a kernelop op (on the native runtime where it builds)."""
     ttk.cuda_kernel_op(
         f"bench::{name}",
         ttk.KernelSpec(
@@ -193,7 +193,7 @@ def _cuda_core():
     return core
 
 
-def seed_path_candidate(x: torch.Tensor) -> Optional[Callable[[], object]]:
+def upstream_style_candidate(x: torch.Tensor) -> Optional[Callable[[], object]]:
     """A Library op launching through cuda.core with per-call stream wrapper and config."""
     try:
         core = _cuda_core()
@@ -220,11 +220,11 @@ def seed_path_candidate(x: torch.Tensor) -> Optional[Callable[[], object]]:
         core.launch(stream, config, kernel, t.data_ptr(), ctypes.c_int32(n), y.data_ptr())
         return y
 
-    lib = torch.library.Library("bench_seed", "DEF")
+    lib = torch.library.Library("bench_upstream", "DEF")
     lib.define("relu(Tensor x) -> Tensor")
     lib.impl("relu", impl, "CUDA")
-    seed_path_candidate.lib = lib  # keep the registration alive
-    op = torch.ops.bench_seed.relu
+    upstream_style_candidate.lib = lib  # keep the registration alive
+    op = torch.ops.bench_upstream.relu
     return lambda: op(x)
 
 
@@ -330,7 +330,7 @@ def main() -> int:
     if wanted(TEMPLATED):
         candidates[TEMPLATED] = (templated_candidate(x), 1)
     for label, make in (
-        ("seed path (cuda.core)", seed_path_candidate),
+        ("torch_tensorrt.kernels-style path (cuda.core)", upstream_style_candidate),
         ("cupy RawKernel", cupy_candidate),
         ("torch.cuda._compile_kernel", compile_kernel_candidate),
     ):
@@ -384,8 +384,8 @@ def main() -> int:
         print(paired_ratio(samples, OWN_ORDER, "kernelop"))
     if TEMPLATED in samples:
         print(paired_ratio(samples, TEMPLATED, "kernelop"))
-    if "seed path (cuda.core)" in samples:
-        print(paired_ratio(samples, "seed path (cuda.core)", "kernelop"))
+    if "torch_tensorrt.kernels-style path (cuda.core)" in samples:
+        print(paired_ratio(samples, "torch_tensorrt.kernels-style path (cuda.core)", "kernelop"))
     return 0
 
 

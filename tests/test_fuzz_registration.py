@@ -33,9 +33,9 @@ Compiled kernels go to the session's temporary ``KernelCache`` (``conftest.kerne
 source seen before skips NVRTC.
 
 An output size that divides by zero or is negative must be refused with ``ValueError`` naming
-the op, as the eager launch refuses it (README: "a ValueError otherwise"); until commit 2d55eaf
-the fake impl raised a bare ``ZeroDivisionError`` and torch's ``RuntimeError`` ("Trying to create
-tensor with negative dimension") instead, which this fuzz found.
+the op, as the eager launch refuses it (README: "a ValueError otherwise"), never as a bare
+``ZeroDivisionError`` or torch's ``RuntimeError`` ("Trying to create tensor with negative
+dimension").
 """
 from __future__ import annotations
 

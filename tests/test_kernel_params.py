@@ -107,7 +107,7 @@ def test_an_output_the_kernel_declares_const_is_refused(op_name, register, asser
     ],
     ids=["forgotten-parameter", "float-for-int", "value-for-pointer", "struct-by-value"],
 )
-def test_a_seed_spec_the_kernel_disagrees_with_is_refused_at_registration(source, problem, op_name, relu_spec, register, assert_left_nothing):
+def test_a_default_order_spec_the_kernel_disagrees_with_is_refused_at_registration(source, problem, op_name, relu_spec, register, assert_left_nothing):
     name = op_name("mismatch")
     with pytest.raises(ValueError, match=re.escape(f"kernelop.cuda_kernel_op({name}): ") + r".*" + problem):
         register(name, relu_spec(kernel_source=source))
