@@ -550,8 +550,9 @@ def test_sync_mode_captures_cuda_graphs_and_launches_from_fresh_threads(tmp_path
     """A capturing stream cannot be synchronised: under KERNELOP_SYNC=1 a launch being captured
     is only recorded, and the graph replays. A launch from a thread with no current context is
     synchronised before the context pushed for it is popped."""
-    if native == "1" and (native_build.compiler() is None or native_build.headers_problem() is not None):
-        pytest.skip("the native runtime cannot be built here (no C++ compiler or no torch headers)")
+    problem = native_build.build_problem()
+    if native == "1" and problem is not None:
+        pytest.skip(f"the native runtime cannot be built here: {problem}")
     env = {**os.environ, "KERNELOP_SYNC": "1", "KERNELOP_NATIVE_RUNTIME": native, "KERNELOP_CACHE_DIR": str(tmp_path),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     result = subprocess.run([sys.executable, "-c", SYNC_MODE], capture_output=True, text=True, env=env, timeout=300)

@@ -74,14 +74,20 @@ def headers_problem() -> Optional[str]:
     return None if header.is_file() else f"the installed torch has no C++ headers ({header} is missing)"
 
 
+def build_problem() -> Optional[str]:
+    """Why the runtime cannot be built here (no C++ compiler, no torch headers), or None."""
+    if compiler() is None:
+        return "no C++ compiler found (CXX, c++ or g++)"
+    return headers_problem()
+
+
 def build(directory: Path) -> Path:
     """Compile into ``directory`` (atomically: a concurrent process loads the old file or the new)."""
-    cxx = compiler()
-    if cxx is None:
-        raise OSError("no C++ compiler found (CXX, c++ or g++)")
-    problem = headers_problem()
+    problem = build_problem()
     if problem is not None:
         raise OSError(problem)
+    cxx = compiler()
+    assert cxx is not None  # build_problem() found one
     target = directory / library_name()
     try:
         build_atomically(lambda output: build_command(cxx, Path(output)), target, _BUILD_TIMEOUT_S)
