@@ -81,6 +81,7 @@ CPP_OP = "a C++ custom op calling at::relu"
 WRAPPED_CPP_OP = "cpp_wrapper model: a C++ custom op calling at::relu"
 OWN_ORDER = "kernelop, own order + 2-D Launch"
 TEMPLATED = "kernelop, relu<T> chosen by dtype"
+UPSTREAM_PATH = "torch_tensorrt.kernels-style path (cuda.core)"
 GRAPH_LAUNCHES = 100
 
 
@@ -330,7 +331,7 @@ def main() -> int:
     if wanted(TEMPLATED):
         candidates[TEMPLATED] = (templated_candidate(x), 1)
     for label, make in (
-        ("torch_tensorrt.kernels-style path (cuda.core)", upstream_style_candidate),
+        (UPSTREAM_PATH, upstream_style_candidate),
         ("cupy RawKernel", cupy_candidate),
         ("torch.cuda._compile_kernel", compile_kernel_candidate),
     ):
@@ -384,8 +385,8 @@ def main() -> int:
         print(paired_ratio(samples, OWN_ORDER, "kernelop"))
     if TEMPLATED in samples:
         print(paired_ratio(samples, TEMPLATED, "kernelop"))
-    if "torch_tensorrt.kernels-style path (cuda.core)" in samples:
-        print(paired_ratio(samples, "torch_tensorrt.kernels-style path (cuda.core)", "kernelop"))
+    if UPSTREAM_PATH in samples:
+        print(paired_ratio(samples, UPSTREAM_PATH, "kernelop"))
     return 0
 
 
